@@ -1,0 +1,1 @@
+"""AIOS credit-decisioning platform."""
