@@ -1,0 +1,41 @@
+# The two commands: `make demo` and `make test`. Both create .venv when missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export GX_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+
+.PHONY: install demo test dev bench lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade >/dev/null
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
+	@echo "installing the project and its pinned dependencies into $(VENV) ..."
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/aios demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+dev: $(STAMP)
+	$(BIN)/aios dev
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+# Refresh constraints.txt from what is installed (after changing pyproject.toml).
+lock: $(STAMP)
+	$(BIN)/uv pip freeze --python $(BIN)/python --exclude-editable | grep -v '^aios' > constraints.txt
+
+clean:
+	rm -rf $(VENV) .aios_home

@@ -1,0 +1,44 @@
+"""The Dagster instance the CLI and ``make dev`` use: ``$DAGSTER_HOME`` when set, else a
+folder inside ``AIOS_HOME``, configured for an offline machine with one warehouse writer."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from aios_pipelines.settings import AiosPaths, aios_paths
+
+DAGSTER_YAML = """\
+# Written by aios on first use; edit freely, it is not overwritten.
+telemetry:
+  enabled: false
+nux:
+  enabled: false
+# DuckDB allows one writing process per file: every asset that writes the warehouse is in
+# the "warehouse" pool, and a pool admits one step at a time across all runs.
+concurrency:
+  pools:
+    default_limit: 1
+# Frees pool slots held by runs that crashed or were killed.
+run_monitoring:
+  enabled: true
+  free_slots_after_run_end_seconds: 30
+"""
+
+
+def dagster_home(paths: AiosPaths | None = None) -> Path:
+    configured = os.environ.get("DAGSTER_HOME")
+    home = Path(configured) if configured else (paths or aios_paths()).dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text(DAGSTER_YAML)
+    return home
+
+
+def get_instance(paths: AiosPaths | None = None) -> dg.DagsterInstance:
+    home = dagster_home(paths)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return dg.DagsterInstance.get()

@@ -1,0 +1,232 @@
+"""Row-level contract enforcement: every row read is either loaded (typed) or quarantined.
+
+Quarantine never drops data: the quarantined row keeps its raw values as JSON with the file,
+row number, first failing column and every reason, so ``rows read = rows loaded + rows
+quarantined`` holds for every file and a corrected file can be re-ingested.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+import polars as pl
+
+from aios_pipelines.ingestion.contract import ColumnSpec, DatasetSpec
+from aios_pipelines.ingestion.landing import MALFORMED, RAW_CELLS, ROW_NUMBER, SOURCE_FILE
+
+POLARS_TYPES: dict[str, pl.DataType] = {
+    "string": pl.String(),
+    "integer": pl.Int64(),
+    "float": pl.Float64(),
+    "timestamp": pl.Datetime("us"),
+    "date": pl.Date(),
+}
+TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
+
+LANDING_DATE = "landing_date"
+SOURCE_FILE_COLUMN = "source_file"
+SOURCE_ROW_COLUMN = "source_row"
+
+QUARANTINE_SCHEMA = {
+    LANDING_DATE: pl.Date(),
+    SOURCE_FILE_COLUMN: pl.String(),
+    SOURCE_ROW_COLUMN: pl.Int64(),
+    "record_id": pl.String(),
+    "column_name": pl.String(),
+    "reason": pl.String(),
+    "all_reasons": pl.List(pl.String()),
+    "raw_record": pl.String(),
+}
+
+
+@dataclass
+class ValidationResult:
+    loaded: pl.DataFrame
+    quarantined: pl.DataFrame
+
+    @property
+    def rows_read(self) -> int:
+        return self.loaded.height + self.quarantined.height
+
+
+def _text(column: str) -> pl.Expr:
+    return pl.col(column).cast(pl.String).str.strip_chars()
+
+
+def _typed(spec: ColumnSpec, dtype: pl.DataType) -> pl.Expr:
+    """The column converted to its contract type; a value that does not convert becomes null."""
+    col = pl.col(spec.name)
+    if spec.type == "string":
+        text = _text(spec.name)
+        return pl.when(text == "").then(None).otherwise(text)
+    if spec.type in ("integer", "float"):
+        if dtype.is_numeric():
+            as_float = col.cast(pl.Float64, strict=False)
+        else:
+            as_float = _text(spec.name).cast(pl.Float64, strict=False)
+        if spec.type == "integer":
+            return pl.when(as_float == as_float.round(0)).then(as_float).otherwise(None).cast(pl.Int64, strict=False)
+        return pl.when(as_float.is_finite()).then(as_float).otherwise(None)
+    if spec.type == "timestamp":
+        if isinstance(dtype, pl.Datetime):
+            return col.dt.replace_time_zone(None).cast(pl.Datetime("us"))
+        if isinstance(dtype, pl.Date):
+            return col.cast(pl.Datetime("us"))
+        text = _text(spec.name).str.replace(r"(Z|\+00:?00)$", "")
+        return pl.coalesce([text.str.to_datetime(fmt, strict=False, time_unit="us") for fmt in TIMESTAMP_FORMATS])
+    if spec.type == "date":
+        if isinstance(dtype, pl.Date):
+            return col
+        if isinstance(dtype, pl.Datetime):
+            return col.dt.date()
+        return _text(spec.name).str.to_date("%Y-%m-%d", strict=False)
+    raise ValueError(f"unknown column type {spec.type!r}")
+
+
+def _present(spec: ColumnSpec, dtype: pl.DataType) -> pl.Expr:
+    if dtype == pl.String:
+        return pl.col(spec.name).is_not_null() & (_text(spec.name) != "")
+    return pl.col(spec.name).is_not_null()
+
+
+def _reason_exprs(spec: ColumnSpec, typed: str, present: pl.Expr) -> list[pl.Expr]:
+    """One expression per rule, each a reason string where the rule is broken, else null."""
+    value = pl.col(typed)
+    raw_text = pl.col(spec.name).cast(pl.String)
+    reasons: list[pl.Expr] = []
+    if not spec.nullable:
+        reasons.append(pl.when(~present).then(pl.lit(f"{spec.name}: missing required value")))
+    reasons.append(
+        pl.when(present & value.is_null()).then(
+            pl.format(f"{spec.name}: expected {spec.type}, got '{{}}'", raw_text.str.slice(0, 40))
+        )
+    )
+    if spec.is_number and (spec.min is not None or spec.max is not None):
+        lo = spec.min if spec.min is not None else float("-inf")
+        hi = spec.max if spec.max is not None else float("inf")
+        reasons.append(
+            pl.when(value.is_not_null() & ((value < lo) | (value > hi))).then(
+                pl.format(f"{spec.name}: {{}} outside valid range [{spec.min}, {spec.max}]", value)
+            )
+        )
+    if spec.allowed_values is not None:
+        allowed = list(spec.allowed_values)
+        reasons.append(
+            pl.when(value.is_not_null() & ~value.is_in(pl.lit(pl.Series(allowed, dtype=POLARS_TYPES[spec.type])))).then(
+                pl.format(f"{spec.name}: '{{}}' not among allowed values {allowed}", value.cast(pl.String))
+            )
+        )
+    return reasons
+
+
+def validate_rows(
+    raw: pl.DataFrame,
+    dataset: DatasetSpec,
+    landing_day: date,
+    *,
+    already_loaded_ids: pl.DataFrame | None = None,
+    known_references: pl.Series | None = None,
+    now: datetime | None = None,
+) -> ValidationResult:
+    """Split raw rows (from ``read_landing_file``, possibly several files of one day) into
+    typed rows that satisfy the contract and quarantined rows with their reasons.
+
+    ``already_loaded_ids``: ids stored under other landing days (columns id, landing_date);
+    a repeat of one is quarantined instead of loaded twice. ``known_references``: valid values
+    for a column declaring ``references`` (outcomes must point at a loaded application).
+    """
+    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    id_col = dataset.id_column.name
+    ts_col = dataset.timestamp_column.name
+    typed_names = {c.name: f"__typed__{c.name}" for c in dataset.columns}
+
+    frame = raw.with_columns(
+        [_typed(spec, raw.schema[spec.name]).alias(typed_names[spec.name]) for spec in dataset.columns]
+    )
+    reason_exprs: list[pl.Expr] = [pl.col(MALFORMED)]
+    first_column_exprs: list[pl.Expr] = [pl.when(pl.col(MALFORMED).is_not_null()).then(pl.lit("(row)"))]
+    for spec in dataset.columns:
+        present = _present(spec, raw.schema[spec.name])
+        for expr in _reason_exprs(spec, typed_names[spec.name], present):
+            reason_exprs.append(expr)
+            first_column_exprs.append(pl.when(expr.is_not_null()).then(pl.lit(spec.name)))
+
+    ts_typed = pl.col(typed_names[ts_col])
+    ts_date = ts_typed.dt.date() if dataset.timestamp_column.type == "timestamp" else ts_typed
+    day_rule = pl.when(ts_typed.is_not_null() & (ts_date != pl.lit(landing_day))).then(
+        pl.format(f"{ts_col}: {{}} is not on landing day {landing_day.isoformat()}", ts_date.cast(pl.String))
+    )
+    future_rule = pl.when(ts_typed.is_not_null() & (ts_typed.cast(pl.Datetime("us")) > pl.lit(now))).then(
+        pl.format(f"{ts_col}: {{}} is in the future", ts_typed.cast(pl.String))
+    )
+    id_value = pl.col(typed_names[id_col])
+    duplicate_rule = pl.when(id_value.is_not_null() & ~id_value.is_first_distinct()).then(
+        pl.format(f"{id_col}: duplicate '{{}}' (already earlier in this landing day)", id_value)
+    )
+    for rule, column in ((day_rule, ts_col), (future_rule, ts_col), (duplicate_rule, id_col)):
+        reason_exprs.append(rule)
+        first_column_exprs.append(pl.when(rule.is_not_null()).then(pl.lit(column)))
+
+    if already_loaded_ids is not None and already_loaded_ids.height:
+        earlier = already_loaded_ids.select(
+            pl.col(already_loaded_ids.columns[0]).cast(pl.String).alias("__earlier_id"),
+            pl.col(already_loaded_ids.columns[1]).cast(pl.String).alias("__earlier_day"),
+        ).unique("__earlier_id")
+        frame = frame.join(earlier, left_on=typed_names[id_col], right_on="__earlier_id", how="left")
+        rule = pl.when(pl.col("__earlier_day").is_not_null()).then(
+            pl.format(f"{id_col}: '{{}}' was already loaded from landing day {{}}", id_value, pl.col("__earlier_day"))
+        )
+        reason_exprs.append(rule)
+        first_column_exprs.append(pl.when(rule.is_not_null()).then(pl.lit(id_col)))
+
+    for spec in dataset.columns:
+        if spec.references and known_references is not None:
+            known = known_references.cast(pl.String).unique()
+            ref_value = pl.col(typed_names[spec.name])
+            rule = pl.when(ref_value.is_not_null() & ~ref_value.is_in(pl.lit(known))).then(
+                pl.format(f"{spec.name}: '{{}}' does not match any loaded {spec.references}", ref_value)
+            )
+            reason_exprs.append(rule)
+            first_column_exprs.append(pl.when(rule.is_not_null()).then(pl.lit(spec.name)))
+
+    malformed = pl.col(MALFORMED).is_not_null()
+    frame = frame.with_columns(
+        # a malformed row's cells are not where the header says, so its one reason is the shape
+        pl.when(malformed)
+        .then(pl.concat_list([pl.col(MALFORMED)]))
+        .otherwise(pl.concat_list(reason_exprs).list.drop_nulls())
+        .alias("__reasons"),
+        pl.coalesce(first_column_exprs).alias("__first_column"),
+    ).sort([SOURCE_FILE, ROW_NUMBER], maintain_order=True)
+    bad = pl.col("__reasons").list.len() > 0
+
+    loaded = frame.filter(~bad).select(
+        *[pl.col(typed_names[c.name]).alias(c.name) for c in dataset.columns],
+        pl.lit(landing_day).alias(LANDING_DATE),
+        pl.col(SOURCE_FILE).alias(SOURCE_FILE_COLUMN),
+        pl.col(ROW_NUMBER).alias(SOURCE_ROW_COLUMN),
+    )
+    quarantined_rows = frame.filter(bad)
+    raw_record = pl.struct([pl.col(c).cast(pl.String) for c in dataset.column_names]).struct.json_encode()
+    quarantined = quarantined_rows.select(
+        pl.lit(landing_day).alias(LANDING_DATE),
+        pl.col(SOURCE_FILE).alias(SOURCE_FILE_COLUMN),
+        pl.col(ROW_NUMBER).cast(pl.Int64).alias(SOURCE_ROW_COLUMN),
+        pl.col(id_col).cast(pl.String).alias("record_id"),
+        pl.col("__first_column").alias("column_name"),
+        pl.col("__reasons").list.first().alias("reason"),
+        pl.col("__reasons").alias("all_reasons"),
+        pl.coalesce(pl.col(RAW_CELLS), raw_record).alias("raw_record"),
+    ).cast(QUARANTINE_SCHEMA)
+    return ValidationResult(loaded=loaded, quarantined=quarantined)
+
+
+def empty_quarantine() -> pl.DataFrame:
+    return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+
+
+def loaded_schema(dataset: DatasetSpec) -> dict[str, pl.DataType]:
+    schema = {c.name: POLARS_TYPES[c.type] for c in dataset.columns}
+    schema.update({LANDING_DATE: pl.Date(), SOURCE_FILE_COLUMN: pl.String(), SOURCE_ROW_COLUMN: pl.Int64()})
+    return schema
