@@ -6,9 +6,13 @@ registered model name.
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import lightgbm as lgb
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from aios_pipelines.modeling.promotion import (
@@ -135,9 +139,26 @@ def weak_booster() -> lgb.Booster:
     return train(X, y)
 
 
+def fresh_tracking_db(tmp_path_factory, target: Path) -> Path:
+    """An empty, migrated MLflow SQLite database at ``target``.
+
+    A new database migrates its schema on first use (seconds, more on a busy machine), so
+    one is migrated once per test session and copied; each store is still its own file.
+    """
+    template = tmp_path_factory.getbasetemp() / "mlflow_template" / "mlflow.db"
+    if not template.exists():
+        template.parent.mkdir(parents=True, exist_ok=True)
+        MlflowClient(tracking_uri=f"sqlite:///{template.as_posix()}").search_experiments()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, target)
+    return target
+
+
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    return tmp_path_factory.mktemp("mlflow_gate")
+def store(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("mlflow_gate")
+    fresh_tracking_db(tmp_path_factory, folder / "mlflow.db")
+    return folder
 
 
 def registry_for(store, name: str) -> ModelRegistry:

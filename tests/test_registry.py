@@ -12,8 +12,10 @@ from datetime import datetime
 from pathlib import Path
 
 import lightgbm as lgb
+import mlflow
 import numpy as np
 import pytest
+from mlflow import MlflowClient
 
 from aios_pipelines.modeling.registry import (
     CHALLENGER_ALIAS,
@@ -45,9 +47,26 @@ def train_booster(seed: int = 0, rounds: int = 8) -> lgb.Booster:
     return lgb.train(params, lgb.Dataset(X, y, feature_name=FEATURES), num_boost_round=rounds)
 
 
+def fresh_tracking_db(tmp_path_factory, target: Path) -> Path:
+    """An empty, migrated MLflow SQLite database at ``target``.
+
+    A new database migrates its schema on first use (seconds, more on a busy machine), so
+    one is migrated once per test session and copied; each store is still its own file.
+    """
+    template = tmp_path_factory.getbasetemp() / "mlflow_template" / "mlflow.db"
+    if not template.exists():
+        template.parent.mkdir(parents=True, exist_ok=True)
+        MlflowClient(tracking_uri=f"sqlite:///{template.as_posix()}").search_experiments()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(template, target)
+    return target
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("mlflow_store")
+    folder = tmp_path_factory.mktemp("mlflow_store")
+    fresh_tracking_db(tmp_path_factory, folder / "mlflow.db")
+    return folder
 
 
 def registry_for(store: Path, model_name: str) -> ModelRegistry:
@@ -139,6 +158,17 @@ def test_feature_spec_must_match_the_booster(store, plot):
     with pytest.raises(ValueError, match="differs from the booster"):
         register(registry, train_booster(5), plot, feature_spec={"features": ["a", "b", "c"]})
     assert registry.list_versions() == []
+
+
+def test_failure_while_logging_leaves_a_failed_run_and_no_version(store, plot, tmp_path):
+    registry = registry_for(store, "reg_failure")
+    with pytest.raises(ValueError, match="does not exist"):
+        register(registry, train_booster(5), plot, artifacts={"missing": tmp_path / "nope.png"})
+    with pytest.raises(Exception, match="bad!metric"):
+        register(registry, train_booster(5), plot, metrics={"auc": 0.7, "bad!metric": 1.0})
+    assert registry.list_versions() == []
+    runs = registry._client.search_runs([registry.experiment_id], order_by=["attributes.start_time DESC"])
+    assert runs[0].info.status == "FAILED"
 
 
 def test_promote_moves_champion_and_records_history(store, plot):
@@ -294,14 +324,20 @@ def test_challenger_alias_and_tags(store, plot):
     registry.promote(info.version, actor="alice", reason="override")
     assert registry.get_version(info.version).aliases == ["champion"]
     assert registry.alias_history()[-1]["action"] == "remove"
+    for reserved in ("latest", "v2", "3"):
+        with pytest.raises(ValueError, match="reserved"):
+            registry.set_alias(reserved, info.version, actor="alice", reason="x")
 
 
-def test_two_registries_in_two_directories_are_isolated(tmp_path, store, plot):
+def test_two_registries_in_two_directories_are_isolated(tmp_path, tmp_path_factory, store, plot):
     here = registry_for(store, "reg_isolated")
     register(here, train_booster(21), plot)
     here.promote(1, actor="alice", reason="ok")
 
-    elsewhere = ModelRegistry(default_registry_config(AiosPaths(tmp_path / "other_home")))
+    other_paths = AiosPaths(tmp_path / "other_home")
+    fresh_tracking_db(tmp_path_factory, other_paths.mlflow_db)
+    uri_before = mlflow.get_tracking_uri()
+    elsewhere = ModelRegistry(default_registry_config(other_paths))
     assert elsewhere.config.tracking_uri.startswith("sqlite:////")
     assert (tmp_path / "other_home" / "mlflow" / "artifacts").is_dir()
     assert elsewhere.list_versions() == []
@@ -309,14 +345,18 @@ def test_two_registries_in_two_directories_are_isolated(tmp_path, store, plot):
     with pytest.raises(ModelUnavailableError):
         elsewhere.load_booster("champion")
 
+    # the same model name as `here`, in the other directory
     other = ModelRegistry(
-        RegistryConfig(elsewhere.config.tracking_uri, elsewhere.config.artifact_location, model_name="reg_isolated")
+        RegistryConfig(
+            elsewhere.config.tracking_uri, elsewhere.config.artifact_location, model_name="reg_isolated"
+        )
     )
     assert other.list_versions() == []
     register(other, train_booster(22), plot)
     assert [v.version for v in other.list_versions()] == [1]
     assert here.champion().version == 1 and len(here.list_versions()) == 1
     assert other.champion() is None
+    assert mlflow.get_tracking_uri() == uri_before  # the process-global URI is restored
 
 
 def test_config_refuses_relative_sqlite_and_file_store():

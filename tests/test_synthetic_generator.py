@@ -112,6 +112,9 @@ def test_a_day_does_not_depend_on_how_many_days_are_generated(tmp_path: Path) ->
     assert long.application_files[2].read_bytes() == short.application_files[0].read_bytes()
     apps, truth = generate_applications(START + dt.timedelta(days=2), 300, seed=42, bad_row_rate=0.002)
     assert apps.equals(pl.read_parquet(short.application_files[0]))
+    # ... and different days are different draws, not the same rows relabelled.
+    other_day, _ = generate_applications(START + dt.timedelta(days=1), 300, seed=42, bad_row_rate=0.002)
+    assert not np.array_equal(other_day["annual_income"].to_numpy(), apps["annual_income"].to_numpy())
     assert truth.columns == ["application_id", "default_probability", "defaulted"]
     assert truth["application_id"].equals(apps["application_id"])
 
@@ -233,19 +236,60 @@ def test_default_rate_is_plausible_and_falls_with_bureau_score() -> None:
     assert thin > joined["default_probability"].median()
 
 
-def test_default_process_is_non_linear() -> None:
-    """Utilisation hurts far more for applicants with delinquencies (an interaction)."""
-    apps, truth = generate_applications(START, 60_000, seed=13)
-    joined = apps.with_columns(truth["default_probability"])
+def _with_log_odds(seed: int, n: int) -> pl.DataFrame:
+    apps, truth = generate_applications(START, n, seed=seed)
+    p = pl.col("default_probability")
+    return apps.with_columns(truth["default_probability"]).with_columns(log_odds=(p / (1 - p)).log())
 
-    def mean_p(delinquent: bool, high_util: bool) -> float:
+
+def test_default_process_has_interactions_and_hinges() -> None:
+    joined = _with_log_odds(seed=13, n=60_000)
+
+    def mean_log_odds(delinquent: bool, high_util: bool) -> float:
         d = pl.col("delinquencies_2y") >= 2 if delinquent else pl.col("delinquencies_2y") == 0
         u = pl.col("credit_utilisation") > 0.9 if high_util else pl.col("credit_utilisation") < 0.3
-        return float(joined.filter(d & u)["default_probability"].mean())
+        return float(joined.filter(d & u)["log_odds"].mean())
 
-    lift_clean = mean_p(False, True) - mean_p(False, False)
-    lift_delinquent = mean_p(True, True) - mean_p(True, False)
-    assert lift_delinquent > 2 * lift_clean > 0
+    # Utilisation x delinquencies: high utilisation costs far more log-odds for the delinquent.
+    lift_clean = mean_log_odds(False, True) - mean_log_odds(False, False)
+    lift_delinquent = mean_log_odds(True, True) - mean_log_odds(True, False)
+    assert lift_clean > 0
+    assert lift_delinquent - lift_clean > 1.8
+
+    # Hinges on bureau score: log-odds fall steeply at low scores, gently at high ones.
+    scored = joined.drop_nulls("bureau_score")
+
+    def slope(low: int, high: int) -> float:
+        band = scored.filter(pl.col("bureau_score").is_between(low, high))
+        return -float(np.polyfit(band["bureau_score"].to_numpy(), band["log_odds"].to_numpy(), 1)[0])
+
+    assert slope(520, 600) > 3 * slope(740, 820) > 0
+
+
+def test_gradient_boosting_reaches_a_realistic_auc() -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from threadpoolctl import threadpool_limits
+
+    categorical = [c.name for c in APPS.columns if c.role == "categorical"]
+    features = [c.name for c in APPS.columns if c.role not in ("id", "timestamp")]
+
+    def matrix(frame: pl.DataFrame) -> np.ndarray:
+        return frame.select(
+            pl.col(c).cast(pl.Enum(list(APPS.column(c).allowed_values))).to_physical() if c in categorical else pl.col(c)
+            for c in features
+        ).to_numpy()
+
+    train, train_truth = generate_applications(START, 20_000, seed=3)
+    test, test_truth = generate_applications(START + dt.timedelta(days=1), 20_000, seed=3)
+    model = HistGradientBoostingClassifier(
+        max_iter=120, learning_rate=0.08, categorical_features=[features.index(c) for c in categorical], random_state=0
+    )
+    with threadpool_limits(limits=1):  # a single thread: predictable time on a busy machine
+        model.fit(matrix(train), train_truth["defaulted"].to_numpy())
+        scores = model.predict_proba(matrix(test))[:, 1]
+    auc = roc_auc_score(test_truth["defaulted"].to_numpy(), scores)
+    assert 0.75 <= auc <= 0.87, auc
 
 
 # ---------------------------------------------------------------------------------------
@@ -360,7 +404,7 @@ def test_layout_and_formats(tmp_path: Path, file_format: str, suffixes: list[str
         if path.suffix == ".parquet":
             pl.read_parquet(path)  # really Parquet
         else:
-            assert path.read_bytes()[:15] in (b"application_id,",)
+            assert path.read_bytes().startswith(b"application_id,")  # CSV with a header
     assert (summary.days, summary.first_day, summary.last_day, summary.as_of) == (3, days[0], days[2], days[2])
     assert summary.applications == 150
 

@@ -21,6 +21,13 @@ class JobFailedError(RuntimeError):
     pass
 
 
+def user_error_message(error) -> str:
+    """The message of the user's exception, not of the Dagster errors wrapped around it."""
+    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+        error = error.cause
+    return error.message.strip()
+
+
 def run_job(
     job_name: str,
     *,
@@ -52,10 +59,7 @@ def run_job(
         message = "see the run in the Dagster UI"
         for event in result.all_events:
             if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-                error = event.step_failure_data.error
-                while error.cause is not None:  # the user's exception, not Dagster's wrapper
-                    error = error.cause
-                message = error.message.strip()
+                message = user_error_message(event.step_failure_data.error)
                 break
         raise JobFailedError(f"{job_name} failed (run {result.run_id}): {message}")
     checks = [

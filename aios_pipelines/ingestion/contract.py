@@ -174,8 +174,11 @@ def _parse_dataset(name: str, raw: Any, where: str) -> DatasetSpec:
         description=str(raw.get("description", "")),
         performance_window_days=raw.get("performance_window_days"),
     )
-    spec.id_column  # noqa: B018 - validates exactly one id column
-    spec.timestamp_column  # noqa: B018
+    try:
+        spec.id_column  # noqa: B018 - validates exactly one id column
+        spec.timestamp_column  # noqa: B018
+    except ContractError as exc:
+        raise ContractError(f"{where}: {exc}") from None
     return spec
 
 
@@ -197,7 +200,10 @@ def load_contract(path: str | Path) -> DataContract:
             raise ContractError(f"{path}: missing top-level field {section!r}")
     applications = _parse_dataset("applications", raw["applications"], str(path))
     outcomes = _parse_dataset("outcomes", raw["outcomes"], str(path))
-    outcomes.target_column  # noqa: B018
+    try:
+        outcomes.target_column  # noqa: B018
+    except ContractError as exc:
+        raise ContractError(f"{path}: {exc}") from None
     window = outcomes.performance_window_days
     if not isinstance(window, int) or window < 0:
         raise ContractError(f"{path}: outcomes.performance_window_days must be a non-negative integer")

@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 import threading
 import time
@@ -38,16 +39,18 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 # MLflow reads these when it is imported or first used: no usage telemetry from a credit
-# platform, and no GitPython warning on hosts without git. Explicit settings win.
+# platform, no GitPython warning on hosts without git, no progress bars in run logs when
+# model files are copied. Explicit settings win.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import lightgbm  # noqa: E402
 import mlflow  # noqa: E402
 import mlflow.artifacts  # noqa: E402
 import mlflow.lightgbm  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
-from mlflow.entities import LoggedModelOutput, Metric, Param, RunStatus  # noqa: E402
+from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric, Param, RunStatus  # noqa: E402
 from mlflow.entities.model_registry import ModelVersion  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
@@ -241,6 +244,7 @@ class ModelRegistry:
             tags={**version_tags, "feature_count": str(len(features))},
         )
         run_id = run.info.run_id
+        model_id: str | None = None
         try:
             logged = client.create_logged_model(
                 self.experiment_id,
@@ -313,7 +317,7 @@ class ModelRegistry:
                     model_id=model_id,
                 )
         except BaseException:
-            client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FAILED))
+            _mark_failed(client, run_id, model_id)
             raise
         client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FINISHED))
         return self.get_version(int(mv.version))
@@ -366,6 +370,8 @@ class ModelRegistry:
             try:
                 card_file = self._client.download_artifacts(mv.run_id, MODEL_CARD_FILE, tmp)
                 card = json.loads(Path(card_file).read_text())
+                if not isinstance(card, dict):
+                    raise ValueError("not a JSON object")
             except (MlflowException, OSError, ValueError) as exc:
                 raise ModelUnavailableError(
                     f"{where}: the model card {MODEL_CARD_FILE} of run {mv.run_id} is missing "
@@ -598,8 +604,11 @@ class ModelRegistry:
         self, alias: str, version: int | str, *, action: str, actor: str, reason: str
     ) -> ModelVersionInfo:
         _require_text(actor=actor, reason=reason, alias=alias)
-        if alias.isdigit() or alias.lower() == "latest":
-            raise ValueError(f"alias {alias!r} is reserved by MLflow (numbers and 'latest')")
+        if alias.isdigit() or alias.lower() == "latest" or re.fullmatch(r"[vV]\d+", alias):
+            raise ValueError(
+                f"alias {alias!r} is reserved: MLflow reserves 'latest' and v<number>, and a "
+                "number here means a version"
+            )
         number = _version_number(version)
         self._model_version(number)
         current = self._alias_version(alias)
@@ -694,6 +703,16 @@ def _ensure_local_folders(config: RegistryConfig) -> None:
     local_artifacts = _local_path(config.artifact_location)
     if local_artifacts is not None:
         local_artifacts.mkdir(parents=True, exist_ok=True)
+
+
+def _mark_failed(client: MlflowClient, run_id: str, model_id: str | None) -> None:
+    """Best effort: the original error matters more than a failed clean-up."""
+    try:
+        client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.FAILED))
+        if model_id is not None and client.get_logged_model(model_id).status != LoggedModelStatus.READY:
+            client.finalize_logged_model(model_id, LoggedModelStatus.FAILED)
+    except MlflowException:
+        pass
 
 
 def _local_path(uri: str) -> Path | None:

@@ -167,6 +167,8 @@ class TrainedModel:
     need no ``num_iteration`` argument and a copy saved with ``model_to_string()`` scores the
     same. ``train_*`` describe the training period (fit days plus the early-stopping days);
     ``early_stopping_*`` the part of it used only to choose the number of trees.
+    ``oot_predictions`` and ``oot_labels`` are in a canonical row order: by application date,
+    then application id (then the other columns), whatever the order of the input frame.
     """
 
     booster: lgb.Booster

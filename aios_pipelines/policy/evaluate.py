@@ -48,12 +48,12 @@ from aios_pipelines.policy.policy import (
     RULE_NO_SCORE,
     RULE_PAUSED,
     AllOf,
-    AnyOf,
     Compare,
     Condition,
     DecisionPolicy,
     HardRule,
     ReviewPriorityRule,
+    route_matches,
 )
 
 # PolicyDecision field -> column evaluate_frame adds.
@@ -194,10 +194,6 @@ def first_hard_rule(policy: DecisionPolicy, application: Mapping[str, Any]) -> H
     return None
 
 
-def _route_matches(pattern: str, route: str) -> bool:
-    return route.startswith(pattern[:-1]) if pattern.endswith("*") else route == pattern
-
-
 def _priority_matches(
     prio: ReviewPriorityRule,
     application: Mapping[str, Any],
@@ -214,7 +210,7 @@ def _priority_matches(
             return False
     if prio.score_bands is not None and band not in prio.score_bands:
         return False
-    if prio.routed_by is not None and not any(_route_matches(p, r) for p in prio.routed_by for r in routes):
+    if prio.routed_by is not None and not any(route_matches(p, r) for p in prio.routed_by for r in routes):
         return False
     return prio.when is None or condition_holds(prio.when, application)
 
@@ -255,10 +251,10 @@ def evaluate(
         pd_value is not None and pd_value <= approve.max_pd and amount is not None and amount <= approve.max_amount
     )
 
-    if hit is not None:
-        rule = hit.rule
-    elif automation_paused:
+    if automation_paused:
         rule = RULE_PAUSED
+    elif hit is not None:
+        rule = hit.rule
     elif decision_source == "fallback":
         rule = RULE_FALLBACK_AUTO_APPROVE if policy.fallback.allow_auto_approve and within_approval else RULE_FALLBACK_REVIEW
     elif pd_value is None:
@@ -500,8 +496,8 @@ def evaluate_frame(
             band_codes = [j for j, b in enumerate(policy.score_bands) if b.label in prio.score_bands]
             parts.append(band.is_in(band_codes).fill_null(False))
         if prio.routed_by is not None:
-            routes = [c for name, c in code.items() if any(_route_matches(p, name) for p in prio.routed_by)]
-            hard_hits = [j for j, r in enumerate(policy.hard_rules) if any(_route_matches(p, r.rule) for p in prio.routed_by)]
+            routes = [c for name, c in code.items() if any(route_matches(p, name) for p in prio.routed_by)]
+            hard_hits = [j for j, r in enumerate(policy.hard_rules) if any(route_matches(p, r.rule) for p in prio.routed_by)]
             parts.append(rule.is_in(routes) | hard.is_in(hard_hits).fill_null(False))
         if prio.when is not None:
             parts.append(condition_expr(prio.when, schema))

@@ -467,7 +467,8 @@ def _parse_score_bands(raw: Any) -> tuple[ScoreBand, ...]:
     return tuple(bands)
 
 
-def _route_matches(pattern: str, route: str) -> bool:
+def route_matches(pattern: str, route: str) -> bool:
+    """A ``routed_by`` pattern: exact, or a prefix when it ends with ``*``."""
     if pattern.endswith("*"):
         return route.startswith(pattern[:-1])
     return route == pattern
@@ -511,7 +512,7 @@ def _parse_review(raw: Any, bands: Sequence[str], hard_rules: Sequence[HardRule]
             routed_by = tuple(_text(p, f"{where}.routed_by[{j}]")
                               for j, p in enumerate(_list(item["routed_by"], f"{where}.routed_by")))
             for j, pattern in enumerate(routed_by):
-                if not any(_route_matches(pattern, route) for route in known_routes):
+                if not any(route_matches(pattern, route) for route in known_routes):
                     raise PolicyError(
                         f"{where}.routed_by[{j}]: {pattern!r} matches no rule that routes to review; "
                         f"known: {known_routes} (a trailing * matches a prefix)"

@@ -345,7 +345,7 @@ def _simulate_day(
         + np.where(history < 24, 0.3, 0.0)
         + 0.35 * capped_delinquencies
         + 1.1 * np.maximum(utilisation - 0.6, 0.0) + 1.5 * np.maximum(utilisation - 1.0, 0.0)
-        
+        + 0.5 * np.minimum(capped_delinquencies, 3.0) * utilisation
         + 1.8 * np.maximum(loan_to_income - 0.3, 0.0)
         + 2.5 * np.maximum(burden - 0.35, 0.0) + 3.0 * np.maximum(burden - 0.6, 0.0)
         + np.where(self_employed, 0.3, 0.2 * np.maximum(2.0 - employment, 0.0))
@@ -391,7 +391,7 @@ def _simulate_day(
 
 
 def _plan_bad_rows(
-    rng: np.random.Generator, applications: pl.DataFrame, day: dt.date, rate: float, text_format: bool
+    rng: np.random.Generator, applications: pl.DataFrame, rate: float, text_format: bool
 ) -> list[_BadRow]:
     """Choose which rows break the contract and how; every plan breaks exactly one rule."""
     n = applications.height
@@ -449,7 +449,7 @@ def _day_data(
 ) -> tuple[pl.DataFrame, pl.DataFrame, np.ndarray]:
     _check_generation_args(n, seed, bad_row_rate)
     applications, truth, rng = _simulate_day(day, n, seed, drift)
-    plan = _plan_bad_rows(rng["bad_rows"], applications, day, bad_row_rate, text_format)
+    plan = _plan_bad_rows(rng["bad_rows"], applications, bad_row_rate, text_format)
     bad_mask = np.zeros(n, dtype=bool)
     bad_mask[[b.row for b in plan]] = True
     return _apply_bad_rows(applications, plan), truth, bad_mask
