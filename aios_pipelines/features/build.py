@@ -20,6 +20,10 @@ import polars as pl
 from aios_pipelines.ingestion.contract import DatasetSpec
 
 MISSING_SUFFIX = "__missing"
+# The platform's own key names: whatever a contract calls its id and timestamp, every table
+# from the features on uses these, so the model, policy and review planes need no contract.
+APPLICATION_ID = "application_id"
+APPLICATION_TS = "application_ts"
 APPLICATION_DATE = "application_date"
 RISK_SIGN = {"increasing": 1, "decreasing": -1}
 
@@ -130,14 +134,15 @@ def _derived_expr(derived: DerivedFeature, dataset: DatasetSpec) -> pl.Expr:
 
 
 def build_features(applications: pl.DataFrame, dataset: DatasetSpec) -> pl.DataFrame:
-    """One row per application: id, timestamp, application date, then the features in order."""
+    """One row per application: ``application_id``, ``application_ts``, ``application_date``,
+    then the features in order."""
     definition = feature_definition(dataset)
     ts = dataset.timestamp_column
     ts_expr = pl.col(ts.name)
     date_expr = ts_expr.dt.date() if ts.type == "timestamp" else ts_expr.cast(pl.Date)
     exprs: list[pl.Expr] = [
-        pl.col(definition.id_column),
-        ts_expr,
+        pl.col(definition.id_column).cast(pl.String).alias(APPLICATION_ID),
+        ts_expr.alias(APPLICATION_TS),
         date_expr.alias(APPLICATION_DATE),
     ]
     derived_by_name = {d.name: d for d in DERIVED_FEATURES}

@@ -52,7 +52,7 @@ def application_features(context: dg.AssetExecutionContext, landing: LandingReso
     ).transpose(include_header=True, header_name="feature", column_names=["missing_rows"])
     missing = missing.with_columns((pl.col("missing_rows") / max(features.height, 1)).alias("missing_share"))
     too_sparse = missing.filter(pl.col("missing_share") > MAX_MISSING_SHARE)
-    ids = features[definition.id_column]
+    ids = features["application_id"]
     yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": features.height,
