@@ -75,7 +75,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"AIOS demo in {paths.home}")
 
     if not _landing_span(paths.landing, contract.applications):
-        print(f"[1/3] generating the synthetic lender: {args.days} days x {args.per_day} applications")
+        print(f"[1/5] generating the synthetic lender: {args.days} days x {args.per_day} applications")
         drift = DriftSpec(start=date.fromisoformat(args.drift_from), kind=args.drift_kind) if args.drift_from else None
         write_landing(
             paths.landing,
@@ -87,17 +87,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
             drift=drift,
         )
     else:
-        print(f"[1/3] landing files already under {paths.landing}; using them")
+        print(f"[1/5] landing files already under {paths.landing}; using them")
 
     try:
         span = _landing_span(paths.landing, contract.applications)
         assert span is not None
-        print(f"[2/3] ingesting applications and building features ({span[0]} .. {span[1]})")
+        print(f"[2/5] ingesting applications and building features ({span[0]} .. {span[1]})")
         run_job("ingest_applications", first_day=span[0], last_day=span[1])
         outcome_span = _landing_span(paths.landing, contract.outcomes)
         if outcome_span:
-            print(f"[3/3] ingesting matured loan outcomes ({outcome_span[0]} .. {outcome_span[1]})")
+            print(f"[3/5] ingesting matured loan outcomes ({outcome_span[0]} .. {outcome_span[1]})")
             run_job("ingest_loan_outcomes", first_day=outcome_span[0], last_day=outcome_span[1])
+        print("[4/5] training the credit-risk model, registering it in MLflow, running the promotion gate")
+        run_job("retrain_credit_model")
+        print(f"[5/5] scoring every application with the champion and routing it through the policy")
+        run_job("score_applications", first_day=span[0], last_day=span[1])
     except JobFailedError as exc:
         print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
         return 1
@@ -112,7 +116,7 @@ def print_summary(paths, home: Path, seconds: float) -> None:
     warehouse = Warehouse(paths.warehouse)
     print(f"\nSummary ({seconds:.0f}s)")
     tables = ["raw_applications", "quarantined_applications", "application_features", "raw_loan_outcomes",
-              "quarantined_loan_outcomes"]
+              "quarantined_loan_outcomes", "training_set", "scored_applications"]
     width = max(len(t) for t in tables)
     for table in tables:
         count = warehouse.scalar(f'select count(*) from "{table}"') if warehouse.table_exists(table) else 0
@@ -124,11 +128,46 @@ def print_summary(paths, home: Path, seconds: float) -> None:
         if reasons.height:
             print("  quarantined applications by first failing column: "
                   + ", ".join(f"{c} {n}" for c, n in reasons.iter_rows()))
+    _print_model_summary(paths)
+    if warehouse.table_exists("scored_applications"):
+        mix = warehouse.query(
+            "select case when decision_source = 'fallback_rules' then 'fallback (' || action || ')' else action end "
+            "as decision, count(*) as n from scored_applications group by 1 order by 2 desc"
+        )
+        total = max(sum(mix["n"]), 1)
+        print("  decision mix: " + ", ".join(f"{d} {n:,} ({n / total:.0%})" for d, n in mix.iter_rows()))
     print("\nWhere to look")
     print(f"  Dagster UI:  DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml   (or: make dev)")
     print(f"  warehouse:   {paths.warehouse}   (duckdb -readonly, or notebooks/)")
     print(f"  landing:     {paths.landing}   (drop a file into a day folder; the sensor ingests it)")
     print(f"  reports:     {paths.reports}")
+    print(f"  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {paths.mlflow_tracking_uri}")
+    print("  a decision:  .venv/bin/aios explain <application_id>")
+
+
+def _registry(paths):
+    from aios_pipelines.modeling.registry import ModelRegistry, default_registry_config
+
+    return ModelRegistry(default_registry_config(paths))
+
+
+def _print_model_summary(paths) -> None:
+    if not paths.mlflow_db.exists():
+        return
+    registry = _registry(paths)
+    champion = registry.champion()
+    versions = registry.list_versions()
+    if not versions:
+        return
+    latest = versions[0]
+    if champion is not None:
+        print(
+            f"  champion model: credit_risk_model v{champion.version}, out-of-time AUC "
+            f"{champion.metrics.get('auc', float('nan')):.3f}, Gini {champion.metrics.get('gini', float('nan')):.3f}, "
+            f"KS {champion.metrics.get('ks', float('nan')):.3f}"
+        )
+    if champion is None or latest.version != champion.version:
+        print(f"  latest version v{latest.version}: {latest.tags.get('gate_decision', '')} {latest.tags.get('gate_reason', '')}")
 
 
 def cmd_paths(args: argparse.Namespace) -> int:
@@ -154,6 +193,77 @@ def cmd_dev(args: argparse.Namespace) -> int:
     os.chdir(PROJECT_ROOT)
     os.execve(command[0], command, env)
     return 0  # not reached
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from aios_pipelines.modeling.registry import RegistryError
+
+    registry = _registry(_paths())
+    actor = args.actor or os.environ.get("USER") or "operator"
+    try:
+        if args.model_command == "list":
+            versions = registry.list_versions()
+            if not versions:
+                print("no model versions registered yet: run `aios demo` or the retrain_credit_model job")
+                return 0
+            print(f"{'version':>7}  {'aliases':<20} {'oot auc':>8} {'brier':>7}  {'created (UTC)':<19}  gate")
+            for v in versions:
+                print(
+                    f"{v.version:>7}  {','.join(v.aliases) or '-':<20} {v.metrics.get('auc', float('nan')):>8.4f} "
+                    f"{v.metrics.get('brier', float('nan')):>7.4f}  {v.created_at:%Y-%m-%d %H:%M:%S}  "
+                    f"{v.tags.get('gate_decision', '')}: {v.tags.get('gate_reason', '')[:80]}"
+                )
+        elif args.model_command == "promote":
+            info = registry.promote(args.version, actor=actor, reason=args.reason)
+            print(f"credit_risk_model v{info.version} is now the champion ({actor}: {args.reason})")
+        elif args.model_command == "rollback":
+            info = registry.rollback(actor=actor, reason=args.reason)
+            print(f"rolled back: credit_risk_model v{info.version} is the champion again ({actor}: {args.reason})")
+        elif args.model_command == "history":
+            for event in registry.alias_history():
+                print(f"{event['at']}  {event['alias']:<10} {event['action']:<9} "
+                      f"v{event['from_version']} -> v{event['to_version']}  {event['actor']}: {event['reason']}")
+    except RegistryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_automation(args: argparse.Namespace) -> int:
+    from aios_pipelines.policy import automation_switch
+
+    paths = _paths()
+    who = getattr(args, "who", None) or os.environ.get("USER") or ""
+    try:
+        if args.automation_command == "pause":
+            state = automation_switch.pause(paths.control, who, args.reason)
+        elif args.automation_command == "resume":
+            state = automation_switch.resume(paths.control, who, args.reason)
+        else:
+            state = automation_switch.status(paths.control)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if state.paused:
+        print(f"automation PAUSED by {state.changed_by} at {state.changed_at}: {state.reason}")
+        print("every new application is routed to human review until `aios automation resume`")
+    else:
+        since = f" (resumed by {state.changed_by} at {state.changed_at}: {state.reason})" if state.changed_by else ""
+        print(f"automation on{since}")
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from aios_pipelines.decision_record import DecisionRecordError, decision_record, format_decision_record, record_as_json
+
+    paths = _paths()
+    try:
+        record = decision_record(paths, args.application_id)
+    except DecisionRecordError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(record_as_json(record) if args.json else format_decision_record(record), end="")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,6 +295,33 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
     dev.set_defaults(func=cmd_dev)
+
+    model = sub.add_parser("model", help="the model registry: list, promote, rollback, history")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    model_sub.add_parser("list", help="every registered version with its metrics, aliases and gate decision")
+    promote = model_sub.add_parser("promote", help="make VERSION the champion (recorded with who and why)")
+    promote.add_argument("version", type=int)
+    promote.add_argument("--reason", required=True)
+    promote.add_argument("--actor")
+    rollback = model_sub.add_parser("rollback", help="move the champion back to the previous champion")
+    rollback.add_argument("--reason", required=True)
+    rollback.add_argument("--actor")
+    model_sub.add_parser("history", help="who moved the champion alias, when and why")
+    model.set_defaults(func=cmd_model)
+
+    automation = sub.add_parser("automation", help="the stop switch for automatic decisions")
+    automation_sub = automation.add_subparsers(dest="automation_command", required=True)
+    for name, text in (("pause", "route every new application to human review"), ("resume", "let the policy decide again")):
+        cmd = automation_sub.add_parser(name, help=text)
+        cmd.add_argument("--reason", required=True)
+        cmd.add_argument("--who", help="who is switching (default: $USER)")
+    automation_sub.add_parser("status", help="is automation paused, by whom and why")
+    automation.set_defaults(func=cmd_automation)
+
+    explain = sub.add_parser("explain", help="the full decision record of one application")
+    explain.add_argument("application_id")
+    explain.add_argument("--json", action="store_true", help="machine-readable output")
+    explain.set_defaults(func=cmd_explain)
 
     paths = sub.add_parser("paths", help="print where this data directory keeps each store")
     paths.set_defaults(func=cmd_paths)

@@ -43,6 +43,15 @@ class AiosPaths:
         return self.home / "mlflow" / "artifacts"
 
     @property
+    def mlflow_tracking_uri(self) -> str:
+        """SQLite backend; four slashes before an absolute path (MLflow 3 refuses ./mlruns)."""
+        return f"sqlite:///{self.mlflow_db.expanduser().resolve().as_posix()}"
+
+    @property
+    def mlflow_artifact_uri(self) -> str:
+        return self.mlflow_artifacts.expanduser().resolve().as_uri()
+
+    @property
     def reports(self) -> Path:
         return self.home / "reports"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -34,6 +35,13 @@ class LandingResource(dg.ConfigurableResource):
     def contract(self) -> DataContract:
         return load_contract(self.contract_path)
 
+    def reason_catalog(self) -> dict:
+        """Reason codes declared beside the contract (``reason_codes.yaml`` in its folder)."""
+        import yaml
+
+        path = Path(self.contract_path).with_name("reason_codes.yaml")
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {} if path.exists() else {}
+
 
 class ReportsResource(dg.ConfigurableResource):
     """Where HTML and PNG reports are written; materializations link to them."""
@@ -47,14 +55,50 @@ class ReportsResource(dg.ConfigurableResource):
 
 
 def default_resources(paths: AiosPaths | None = None) -> dict[str, dg.ConfigurableResource]:
+    from aios_pipelines.policy.policy import policy_path
+
     paths = (paths or aios_paths()).ensure()
     return {
         "warehouse": WarehouseResource(path=str(paths.warehouse)),
         "landing": LandingResource(landing_dir=str(paths.landing), contract_path=str(contract_path())),
         "reports": ReportsResource(reports_dir=str(paths.reports)),
+        "model_registry": ModelRegistryResource(
+            tracking_uri=os.environ.get("AIOS_MLFLOW_TRACKING_URI", paths.mlflow_tracking_uri),
+            artifact_location=paths.mlflow_artifact_uri,
+        ),
+        "policy": PolicyResource(policy_path=str(policy_path()), control_dir=str(paths.control)),
     }
 
 
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(resources=default_resources())
+
+
+class ModelRegistryResource(dg.ConfigurableResource):
+    """The model registry: MLflow with a SQLite backend under AIOS_HOME, or a tracking server."""
+
+    tracking_uri: str
+    artifact_location: str
+
+    def get(self):
+        from aios_pipelines.modeling.registry import ModelRegistry, RegistryConfig
+
+        return ModelRegistry(RegistryConfig(tracking_uri=self.tracking_uri, artifact_location=self.artifact_location))
+
+
+class PolicyResource(dg.ConfigurableResource):
+    """The decision policy in force and the operators' automation switch."""
+
+    policy_path: str
+    control_dir: str
+
+    def policy(self):
+        from aios_pipelines.policy.policy import load_policy
+
+        return load_policy(self.policy_path)
+
+    def automation_status(self):
+        from aios_pipelines.policy.automation_switch import status
+
+        return status(Path(self.control_dir))

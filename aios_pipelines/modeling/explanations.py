@@ -149,9 +149,10 @@ def explain_rows(
     check_booster_features(booster, spec)
     if ID_COLUMN not in frame.columns:
         raise ValueError(f"the frame has no {ID_COLUMN!r} column")
-    mask = pl.Series("mask", rows_mask, dtype=pl.Boolean) if not isinstance(
-        rows_mask, pl.Series
-    ) else rows_mask.cast(pl.Boolean)
+    if isinstance(rows_mask, pl.Series):
+        mask = rows_mask.cast(pl.Boolean)
+    else:
+        mask = pl.Series("mask", np.asarray(rows_mask, dtype=bool))
     if mask.len() != frame.height:
         raise ValueError(f"rows_mask has {mask.len()} values for {frame.height} rows")
     selected = frame.filter(mask.fill_null(False))

@@ -141,7 +141,9 @@ def evaluate_predictions(y_true: Any, pd: Any) -> ModelMetrics:
 
 
 def _fmt(value: float, digits: int = 4) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:.{digits}f}"
 
 
 def calibration_markdown(metrics: ModelMetrics) -> str:

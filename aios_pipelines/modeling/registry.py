@@ -137,12 +137,7 @@ class RegistryConfig:
 
 def default_registry_config(paths: AiosPaths) -> RegistryConfig:
     """The embedded registry of one data directory: SQLite backend, local artifact folder."""
-    db = Path(paths.mlflow_db).expanduser().resolve()
-    artifacts = Path(paths.mlflow_artifacts).expanduser().resolve()
-    return RegistryConfig(
-        tracking_uri=f"sqlite:///{db.as_posix()}",
-        artifact_location=artifacts.as_uri(),
-    )
+    return RegistryConfig(tracking_uri=paths.mlflow_tracking_uri, artifact_location=paths.mlflow_artifact_uri)
 
 
 @dataclass

@@ -1,0 +1,210 @@
+"""Scoring a day of applications: PD, band, reasons, confidence, data-quality flags, action.
+
+The model plane and the policy meet here. With a champion model the PD comes from LightGBM
+and the reasons from its own per-prediction contributions; without one (missing or corrupt
+artifact, a failure while predicting) the policy's rule-based scorecard answers, every row
+says so in ``decision_source``, and its reasons are the scorecard factors that cost the most
+points. Reasons are computed only where the policy needs them (declines and referrals):
+exact TreeSHAP costs about twenty plain predictions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+
+from aios_pipelines.features.build import APPLICATION_DATE, APPLICATION_ID, MISSING_SUFFIX
+from aios_pipelines.modeling.explanations import explain_rows, map_reason_codes, prediction_confidence
+from aios_pipelines.modeling.training import FeatureSpec, predict_pd
+from aios_pipelines.policy.evaluate import condition_expr, evaluate_frame
+from aios_pipelines.policy.policy import DecisionPolicy
+
+MODEL_SOURCE = "model"
+FALLBACK_SOURCE = "fallback_rules"
+
+
+@dataclass(frozen=True)
+class ScoringModel:
+    """The champion as scoring needs it."""
+
+    booster: lgb.Booster
+    feature_spec: FeatureSpec
+    version: str
+    feature_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+
+@dataclass
+class ScoringOutcome:
+    scored: pl.DataFrame
+    decision_source: str
+    model_version: str | None
+    fallback_reason: str | None
+
+
+def _quality_flags(features: pl.DataFrame, feature_ranges: dict[str, tuple[float, float]]) -> pl.Expr:
+    """Per row, the inputs a reviewer should not take at face value."""
+    flags: list[pl.Expr] = []
+    for column in features.columns:
+        if column.endswith(MISSING_SUFFIX):
+            source = column[: -len(MISSING_SUFFIX)]
+            flags.append(
+                pl.when(pl.col(column) == 1).then(
+                    pl.lit(f"{source}: missing, the model used its learned default for it")
+                )
+            )
+    for feature, (low, high) in sorted(feature_ranges.items()):
+        if feature not in features.columns or feature.endswith(MISSING_SUFFIX):
+            continue
+        value = pl.col(feature)
+        flags.append(
+            pl.when(value.is_not_null() & ((value < low) | (value > high))).then(
+                pl.format(f"{feature}: {{}} is outside the training range [{low:.4g}, {high:.4g}]", value.round(4))
+            )
+        )
+    if not flags:
+        return pl.lit([], dtype=pl.List(pl.String))
+    return pl.concat_list(flags).list.drop_nulls()
+
+
+def _fallback_reason_columns(policy: DecisionPolicy, frame: pl.DataFrame, max_reasons: int) -> pl.Series:
+    """For the scorecard: the factors that fell furthest short of their best points."""
+    shortfalls: list[pl.Expr] = []
+    names: list[str] = []
+    for factor in policy.fallback.factors:
+        best = max([b.points for b in factor.bins] + [factor.default_points])
+        earned = pl.lit(float(factor.default_points))
+        for scorecard_bin in reversed(factor.bins):  # first matching bin wins
+            earned = pl.when(condition_expr(scorecard_bin.when, frame.schema)).then(float(scorecard_bin.points)).otherwise(earned)
+        shortfalls.append((pl.lit(float(best)) - earned).alias(factor.id))
+        names.append(_factor_column(factor))
+    table = frame.select(shortfalls).to_numpy()
+    reasons: list[list[str]] = []
+    for row in table:
+        order = np.argsort(-row, kind="stable")
+        reasons.append([names[i] for i in order[:max_reasons] if row[i] > 0])
+    return pl.Series("reason_features", reasons, dtype=pl.List(pl.String))
+
+
+def _factor_column(factor) -> str:
+    """The contract column a scorecard factor reads (its reason-catalogue key)."""
+    def columns(condition) -> list[str]:
+        if hasattr(condition, "conditions"):
+            return [c for sub in condition.conditions for c in columns(sub)]
+        if getattr(condition, "column", None):
+            return [condition.column]
+        return list(getattr(condition, "ratio", None) or [])
+
+    found = [c for b in factor.bins for c in columns(b.when)]
+    return found[0] if found else factor.id
+
+
+def score_applications(
+    features: pl.DataFrame,
+    applications: pl.DataFrame,
+    policy: DecisionPolicy,
+    reason_catalog: dict[str, dict[str, Any]],
+    model: ScoringModel | None,
+    *,
+    automation_paused: bool = False,
+    fallback_reason: str | None = None,
+) -> ScoringOutcome:
+    """Score ``features`` (one row per application) and route each through ``policy``.
+
+    ``applications`` holds the same applications with the contract's raw columns (the policy
+    names them), keyed by ``application_id``. ``model=None`` means the champion could not be
+    loaded; ``fallback_reason`` says why.
+    """
+    inputs = features.join(
+        applications.drop([c for c in applications.columns if c in features.columns and c != APPLICATION_ID]),
+        on=APPLICATION_ID,
+        how="left",
+        suffix="_raw",
+    )
+    # Policy conditions name contract columns; where a feature has the same name it is the
+    # same value as a float (or a category code): give the policy the raw value.
+    policy_view = features.select(APPLICATION_ID).join(applications, on=APPLICATION_ID, how="left")
+
+    source = MODEL_SOURCE
+    pd_values: np.ndarray | None = None
+    if model is not None:
+        try:
+            pd_values = predict_pd(model.booster, features, model.feature_spec)
+            if not np.isfinite(pd_values).all():
+                raise ValueError("the model returned non-finite probabilities")
+        except Exception as exc:  # a broken champion must not block the queue
+            fallback_reason = f"champion {model.version} failed while predicting: {exc}"
+            pd_values = None
+    if pd_values is None:
+        source = FALLBACK_SOURCE
+        from aios_pipelines.policy.evaluate import fallback_pd
+
+        pd_values = fallback_pd(policy, policy_view).to_numpy()
+        model = None
+
+    routed = evaluate_frame(
+        policy,
+        policy_view.with_columns(
+            pl.Series("pd", pd_values, dtype=pl.Float64), pl.lit(source).alias("decision_source")
+        ),
+        pd_column="pd",
+        automation_paused=automation_paused,
+        decision_source_column="decision_source",
+    )
+    needs_reasons = routed["reasons_required"].fill_null(False)
+    max_reasons = policy.reasons.max_reasons
+
+    if model is not None:
+        explained = explain_rows(model.booster, features, model.feature_spec, needs_reasons, max_reasons=max_reasons)
+        reason_features = (
+            features.select(APPLICATION_ID)
+            .join(explained.select(APPLICATION_ID, "reason_features"), on=APPLICATION_ID, how="left")
+            .get_column("reason_features")
+        )
+    else:
+        all_reasons = _fallback_reason_columns(policy, policy_view, max_reasons)
+        reason_features = pl.select(
+            pl.when(needs_reasons).then(all_reasons).otherwise(pl.lit(None, dtype=pl.List(pl.String)))
+        ).to_series()
+    reason_features = reason_features.fill_null(pl.lit([], dtype=pl.List(pl.String)))
+    mapped = map_reason_codes(reason_features.to_list(), reason_catalog)
+
+    thresholds = [policy.auto_approve.max_pd, policy.auto_decline.min_pd]
+    confidence = prediction_confidence(np.clip(pd_values, 1e-9, 1 - 1e-9), thresholds)
+    ranges = model.feature_ranges if model is not None else {}
+
+    scored = pl.DataFrame(
+        {
+            APPLICATION_ID: features[APPLICATION_ID],
+            APPLICATION_DATE: features[APPLICATION_DATE],
+        }
+    ).with_columns(
+        pl.Series("pd", pd_values, dtype=pl.Float64),
+        routed["score_band"],
+        pl.lit(model.version if model else None, dtype=pl.String).alias("model_version"),
+        pl.lit(source).alias("decision_source"),
+        pl.Series("confidence", confidence, dtype=pl.Float64),
+        pl.Series("reason_features", reason_features.to_list(), dtype=pl.List(pl.String)),
+        pl.Series("reason_codes", [[r["code"] for r in row] for row in mapped], dtype=pl.List(pl.String)),
+        pl.Series("reason_texts", [[r["text"] for r in row] for row in mapped], dtype=pl.List(pl.String)),
+        features.select(_quality_flags(features, ranges).alias("quality_flags")).to_series(),
+        routed["action"],
+        routed["policy_rule"],
+        routed["policy_hard_rule"],
+        routed["requires_four_eyes"],
+        routed["review_priority"],
+        routed["review_due_hours"],
+        routed["policy_version"],
+        pl.lit(policy.fingerprint).alias("policy_fingerprint"),
+        pl.lit(automation_paused).alias("automation_paused"),
+        pl.lit(fallback_reason if source == FALLBACK_SOURCE else None, dtype=pl.String).alias("fallback_reason"),
+    )
+    return ScoringOutcome(
+        scored=scored,
+        decision_source=source,
+        model_version=model.version if model else None,
+        fallback_reason=fallback_reason if source == FALLBACK_SOURCE else None,
+    )
