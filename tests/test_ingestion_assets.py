@@ -197,3 +197,23 @@ def test_a_second_contract_with_other_names_runs_the_same_pipeline(tmp_path, ins
     assert {"income_eur", "score_ext", "score_ext__missing", "loan_reason", "loan_to_income"} <= set(features.columns)
     assert "payment_burden" not in features.columns
     assert "annual_income" not in features.columns
+
+
+def test_sensor_does_not_reingest_days_already_materialized(home, instance):
+    """`aios demo` ingests before the daemon ever runs: the first tick must not redo that work."""
+    assert materialize_day(home, instance, START).success
+    context = dg.build_sensor_context(cursor=None, instance=instance, resources={"landing": resources(home)["landing"]})
+    result = landing_files_sensor(context)
+    requested = sorted(r.partition_key for r in result if r.job_name == "ingest_applications")
+    assert START.isoformat() not in requested
+    assert requested == [(START + timedelta(days=i)).isoformat() for i in range(1, DAYS)]
+    # a file replaced after the materialization is picked up again
+    day_dir = home.landing / "applications" / START.isoformat()
+    replaced = next(day_dir.iterdir())
+    replaced.write_bytes(replaced.read_bytes())
+    import os, time
+
+    os.utime(replaced, (time.time() + 5, time.time() + 5))
+    again = landing_files_sensor(dg.build_sensor_context(cursor=context.cursor, instance=instance,
+                                                        resources={"landing": resources(home)["landing"]}))
+    assert [r.partition_key for r in again if r.job_name == "ingest_applications"] == [START.isoformat()]

@@ -81,6 +81,8 @@ def _materialize_dataset(
             "rows_quarantined": quarantined.height,
             "landing_files": len(files),
             "days": len(days),
+            # a single-run backfill records these totals on every day of its range
+            "run_covers": f"{days[0]} .. {days[-1]}" if days else "",
             "contract": dg.MetadataValue.text(f"{contract.name} {contract.version} ({contract.fingerprint})"),
             "extra_columns_ignored": dg.MetadataValue.json(
                 {f.file: list(f.extra_columns) for f in files if f.extra_columns}

@@ -2,6 +2,7 @@
 
 
 import json
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -11,13 +12,20 @@ from aios_pipelines.defs.resources import LandingResource
 from aios_pipelines.ingestion.landing import discover_landing_files
 
 JOB_FOR_DATASET = {"applications": ingest_applications, "outcomes": ingest_loan_outcomes}
+RAW_ASSET_FOR_DATASET = {"applications": "raw_applications", "outcomes": "raw_loan_outcomes"}
+
+# (raw asset key, day) -> when that partition was last materialized (epoch seconds), or None
+LastMaterialized = Callable[[str, str], float | None]
 
 
-def new_landing_requests(landing: LandingResource, cursor: str | None) -> tuple[list[dg.RunRequest], str]:
+def new_landing_requests(
+    landing: LandingResource, cursor: str | None, last_materialized: LastMaterialized | None = None
+) -> tuple[list[dg.RunRequest], str]:
     """Run requests for landing days whose files are new or changed since ``cursor``.
 
     The cursor maps each seen file to its signature (mtime and size), so a file is picked up
-    once, and again only if it is replaced.
+    once, and again only if it is replaced. A file older than its day's last materialization
+    (ingested by ``aios demo`` or a backfill before the sensor first ran) is only recorded.
     """
     seen: dict[str, str] = json.loads(cursor) if cursor else {}
     contract = landing.contract()
@@ -31,6 +39,10 @@ def new_landing_requests(landing: LandingResource, cursor: str | None) -> tuple[
             if seen.get(key) == signature:
                 continue
             seen[key] = signature
+            if last_materialized is not None:
+                loaded_at = last_materialized(RAW_ASSET_FOR_DATASET[dataset_name], landing_file.day.isoformat())
+                if loaded_at is not None and landing_file.path.stat().st_mtime <= loaded_at:
+                    continue
             changed_days.setdefault(landing_file.day.isoformat(), []).append(f"{key}@{signature}")
         for day, files in sorted(changed_days.items()):
             if day not in valid_keys:
@@ -53,7 +65,13 @@ def new_landing_requests(landing: LandingResource, cursor: str | None) -> tuple[
     description="Launches an ingestion run for each landing day with new or replaced files.",
 )
 def landing_files_sensor(context: dg.SensorEvaluationContext, landing: LandingResource):
-    requests, cursor = new_landing_requests(landing, context.cursor)
+    def last_materialized(asset: str, day: str) -> float | None:
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[day]), limit=1
+        ).records
+        return records[0].timestamp if records else None
+
+    requests, cursor = new_landing_requests(landing, context.cursor, last_materialized)
     context.update_cursor(cursor)
     if not requests:
         return dg.SkipReason(f"no new files under {landing.directory}")
