@@ -74,6 +74,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     contract = load_contract(contract_path())
     print(f"AIOS demo in {paths.home}")
 
+    needed = contract.performance_window_days + 30
+    if args.days < needed:
+        print(
+            f"error: the demo needs at least {needed} days: outcomes mature after "
+            f"{contract.performance_window_days} days and the model needs matured days to train and to validate on",
+            file=sys.stderr,
+        )
+        return 2
     if not _landing_span(paths.landing, contract.applications):
         print(f"[1/5] generating the synthetic lender: {args.days} days x {args.per_day} applications")
         drift = DriftSpec(start=date.fromisoformat(args.drift_from), kind=args.drift_kind) if args.drift_from else None

@@ -6,6 +6,7 @@ UI afterwards exactly as if launched from it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import date
 
@@ -49,10 +50,13 @@ def run_job(
         run_tags[RANGE_END_TAG] = (last_day or first_day).isoformat()
     span = f" {first_day} .. {last_day or first_day}" if first_day else ""
     progress(f"  running {job_name}{span}")
+    # The full event log is in the Dagster UI; the terminal shows progress and warnings.
+    config = dict(run_config or {})
+    config.setdefault("loggers", {"console": {"config": {"log_level": os.environ.get("AIOS_LOG_LEVEL", "WARNING")}}})
     result = job.execute_in_process(
         instance=instance or get_instance(),
         tags=run_tags,
-        run_config=run_config,
+        run_config=config,
         raise_on_error=False,
     )
     if not result.success:

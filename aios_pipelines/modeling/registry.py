@@ -342,6 +342,25 @@ class ModelRegistry:
         """The version carrying ``alias``, or None."""
         return self._alias_version(alias)
 
+    def run_artifact(self, version: int | str, name: str, dst_dir: Path) -> Path:
+        """A file the version's training run logged (e.g. ``reference_sample.parquet``),
+        copied into ``dst_dir``; ``ModelUnavailableError`` when it is missing."""
+        info = self.get_version(version) if not isinstance(version, str) or version.isdigit() else None
+        if info is None:
+            number = self.alias_version(str(version))
+            if number is None:
+                raise ModelUnavailableError(f"no model version holds the alias {version!r}")
+            info = self.get_version(number)
+        Path(dst_dir).mkdir(parents=True, exist_ok=True)
+        try:
+            local = self._client.download_artifacts(info.run_id, name, str(dst_dir))
+        except (MlflowException, OSError) as exc:
+            raise ModelUnavailableError(
+                f"artifact {name!r} of version {info.version} of registered model "
+                f"{self.config.model_name!r} is unavailable: {exc}"
+            ) from exc
+        return Path(local)
+
     def load_booster(
         self, version_or_alias: int | str = CHAMPION_ALIAS
     ) -> tuple[lightgbm.Booster, dict[str, Any]]:

@@ -19,6 +19,7 @@ from aios_pipelines.modeling import model_quality
 from aios_pipelines.modeling.training_set import LABEL, OUTCOME_DATE, build_training_set
 
 MODELING_GROUP = "modeling"
+REFERENCE_SAMPLE_ROWS = 20_000
 
 
 class TrainingSetConfig(dg.Config):
@@ -152,6 +153,16 @@ def credit_risk_model(
     (report_dir / "calibration.md").write_text(calibration_markdown(metrics))
     (report_dir / "lift.md").write_text(lift_markdown(metrics))
 
+    # The drift reference travels with the model: a sample of the rows it was trained on,
+    # with the PDs it gives them, so monitoring compares new days with *this* champion.
+    from aios_pipelines.modeling.training import predict_pd, split_out_of_time
+
+    train_rows = split_out_of_time(frame, config.oot_days)[0]
+    reference = train_rows.sample(n=min(REFERENCE_SAMPLE_ROWS, train_rows.height), seed=config.seed, shuffle=False)
+    reference = reference.with_columns(pl.Series("pd", predict_pd(trained.booster, reference, spec)))
+    reference_path = report_dir / "reference_sample.parquet"
+    reference.write_parquet(reference_path)
+
     registry = model_registry.get()
     version = registry.log_and_register(
         trained.booster,
@@ -164,7 +175,12 @@ def credit_risk_model(
         policy_version=policy.policy().version,
         data_snapshot_hash=trained.data_hash,
         dagster_run_id=context.run_id,
-        artifacts={"model_report": plot, "calibration": report_dir / "calibration.md", "lift": report_dir / "lift.md"},
+        artifacts={
+            "model_report": plot,
+            "calibration": report_dir / "calibration.md",
+            "lift": report_dir / "lift.md",
+            "reference_sample": reference_path,
+        },
         oot_window=(trained.oot_start.isoformat(), trained.oot_end.isoformat()),
     )
 
