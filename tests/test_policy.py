@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -668,16 +667,15 @@ def test_fallback_pd_frame_equals_rows_and_is_deterministic(policy: DecisionPoli
     assert "auto_approve" not in out["action"].to_list()
 
 
-def test_evaluate_frame_speed_on_a_million_rows(policy: DecisionPolicy) -> None:
+def test_evaluate_frame_on_a_million_rows_matches_the_small_frame(policy: DecisionPolicy) -> None:
+    """Vectorised evaluation does not depend on frame size (speed is measured in benchmarks/)."""
     base = random_applications(42, 10_000)
     frame = pl.concat([base] * 100)
     assert frame.height == 1_000_000
-    started = time.perf_counter()
+    small = evaluate_frame(policy, base, decision_source_column="source")
     out = evaluate_frame(policy, frame, decision_source_column="source")
-    seconds = time.perf_counter() - started
-    print(f"evaluate_frame: {frame.height:,} rows in {seconds:.2f}s")
     assert out.height == frame.height
-    assert seconds < 10, f"evaluate_frame took {seconds:.2f}s for 1M rows"
+    assert out.slice(730_000, 10_000).equals(small)
 
 
 # --------------------------------------------------------------------------- policy errors
