@@ -110,29 +110,42 @@ class Warehouse:
         The table is created from the frame's schema on first write; columns are matched by
         name. Returns the number of rows written.
         """
-        if partition_column not in frame.columns:
-            raise ValueError(f"{table}: frame has no partition column {partition_column!r}")
-        stray = frame.filter(~pl.col(partition_column).is_in(list(partition_values)))
-        if stray.height:
-            raise ValueError(f"{table}: {stray.height} rows fall outside the partitions being replaced")
-        name = quote_identifier(table)
-        arrow = frame.to_arrow()
+        return self.replace_partitions_together({table: frame}, partition_column, partition_values)[table]
+
+    def replace_partitions_together(
+        self,
+        frames: dict[str, pl.DataFrame],
+        partition_column: str,
+        partition_values: Sequence[Any],
+    ) -> dict[str, int]:
+        """Replace the same partitions of several tables in ONE transaction (a table and its
+        quarantine, say): a crash leaves all of them as they were, or all replaced."""
+        for table, frame in frames.items():
+            if partition_column not in frame.columns:
+                raise ValueError(f"{table}: frame has no partition column {partition_column!r}")
+            stray = frame.filter(~pl.col(partition_column).is_in(list(partition_values)))
+            if stray.height:
+                raise ValueError(f"{table}: {stray.height} rows fall outside the partitions being replaced")
+        values_table = pl.DataFrame({"v": list(partition_values)}).to_arrow()
         with self.connect() as con:
-            con.register("incoming_rows", arrow)
+            con.register("replaced_partitions", values_table)
             con.execute("begin transaction")
             try:
-                con.execute(f"create table if not exists {name} as select * from incoming_rows limit 0")
-                values_table = pl.DataFrame({"v": list(partition_values)}).to_arrow()
-                con.register("replaced_partitions", values_table)
-                con.execute(
-                    f"delete from {name} where {quote_identifier(partition_column)} in (select v from replaced_partitions)"
-                )
-                con.execute(f"insert into {name} by name select * from incoming_rows")
+                for i, (table, frame) in enumerate(frames.items()):
+                    name = quote_identifier(table)
+                    view = f"incoming_rows_{i}"
+                    con.register(view, frame.to_arrow())
+                    con.execute(f"create table if not exists {name} as select * from {view} limit 0")
+                    con.execute(
+                        f"delete from {name} where {quote_identifier(partition_column)} "
+                        "in (select v from replaced_partitions)"
+                    )
+                    con.execute(f"insert into {name} by name select * from {view}")
                 con.execute("commit")
             except BaseException:
                 con.execute("rollback")
                 raise
-        return frame.height
+        return {table: frame.height for table, frame in frames.items()}
 
     def replace_table(self, table: str, frame: pl.DataFrame) -> int:
         """Replace a whole (unpartitioned) table atomically."""

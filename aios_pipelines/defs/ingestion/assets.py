@@ -64,8 +64,7 @@ def _materialize_dataset(
         if not day_load.files:
             context.log.warning(f"no {dataset_name} landing files for {day_load.day} under {landing.directory}")
 
-    warehouse.replace_partitions(raw_key, loaded, LANDING_DATE, days)
-    warehouse.replace_partitions(quarantine_key, quarantined, LANDING_DATE, days)
+    warehouse.replace_partitions_together({raw_key: loaded, quarantine_key: quarantined}, LANDING_DATE, days)
 
     reasons = (
         quarantined.group_by("column_name").len("rows").sort("rows", descending=True)
