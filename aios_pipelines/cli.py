@@ -207,7 +207,7 @@ def cmd_model(args: argparse.Namespace) -> int:
     from aios_pipelines.modeling.registry import RegistryError
 
     registry = _registry(_paths())
-    actor = args.actor or os.environ.get("USER") or "operator"
+    actor = getattr(args, "actor", None) or os.environ.get("USER") or "operator"  # list and history take no --actor
     try:
         if args.model_command == "list":
             versions = registry.list_versions()
@@ -219,7 +219,7 @@ def cmd_model(args: argparse.Namespace) -> int:
                 print(
                     f"{v.version:>7}  {','.join(v.aliases) or '-':<20} {v.metrics.get('auc', float('nan')):>8.4f} "
                     f"{v.metrics.get('brier', float('nan')):>7.4f}  {v.created_at:%Y-%m-%d %H:%M:%S}  "
-                    f"{v.tags.get('gate_decision', '')}: {v.tags.get('gate_reason', '')[:80]}"
+                    f"{v.status_note[:100]}"
                 )
         elif args.model_command == "promote":
             info = registry.promote(args.version, actor=actor, reason=args.reason)
@@ -271,6 +271,37 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(record_as_json(record) if args.json else format_decision_record(record), end="")
+    return 0
+
+
+def _review_store(store_url: str | None):
+    from aios_pipelines.review.store import ReviewStore
+
+    store = ReviewStore(store_url) if store_url else ReviewStore.for_paths(_paths())
+    return store.create_all()
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from aios_pipelines.review.app import serve
+
+    store = _review_store(args.store_url)
+    print(f"AIOS review service on http://{args.host}:{args.port}  (store: {store!r}; API reference at /docs)", flush=True)
+    serve(store, host=args.host, port=args.port)
+    return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from aios_pipelines.review.store import ReviewError
+
+    store = _review_store(args.store_url)
+    actor = os.environ.get("USER") or "cli"
+    try:
+        user, token = store.add_user(args.name, args.role, actor=f"cli:{actor}")
+    except ReviewError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    print(f"created {user.role} {user.name}. Token (shown once, only its hash is stored):")
+    print(token)
     return 0
 
 
@@ -330,6 +361,22 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("application_id")
     explain.add_argument("--json", action="store_true", help="machine-readable output")
     explain.set_defaults(func=cmd_explain)
+
+    review = sub.add_parser("review", help="the review service people and systems use")
+    review_sub = review.add_subparsers(dest="review_command", required=True)
+    serve = review_sub.add_parser("serve", help="run the review web app and task API (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--store-url", help="SQLAlchemy URL of the review store (default: SQLite under $AIOS_HOME)")
+    review.set_defaults(func=cmd_review)
+
+    users = sub.add_parser("users", help="reviewer and system accounts of the review service")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    add = users_sub.add_parser("add", help="create a user and print its token once")
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=["underwriter", "senior_underwriter", "risk_analyst", "admin"])
+    add.add_argument("--store-url", help="SQLAlchemy URL of the review store (default: SQLite under $AIOS_HOME)")
+    users.set_defaults(func=cmd_users)
 
     paths = sub.add_parser("paths", help="print where this data directory keeps each store")
     paths.set_defaults(func=cmd_paths)

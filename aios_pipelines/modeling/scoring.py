@@ -21,7 +21,7 @@ from aios_pipelines.features.build import APPLICATION_DATE, APPLICATION_ID, MISS
 from aios_pipelines.modeling.explanations import explain_rows, map_reason_codes, prediction_confidence
 from aios_pipelines.modeling.training import FeatureSpec, predict_pd
 from aios_pipelines.policy.evaluate import condition_expr, evaluate_frame
-from aios_pipelines.policy.policy import DecisionPolicy
+from aios_pipelines.policy.policy import NULL_OP, DecisionPolicy, iter_compares
 
 MODEL_SOURCE = "model"
 FALLBACK_SOURCE = "fallback_rules"
@@ -89,6 +89,42 @@ def _fallback_reason_columns(policy: DecisionPolicy, frame: pl.DataFrame, max_re
     return pl.Series("reason_features", reasons, dtype=pl.List(pl.String))
 
 
+def _with_hard_rule_reasons(
+    policy: DecisionPolicy,
+    policy_view: pl.DataFrame,
+    hard_rules: pl.Series,
+    reason_features: pl.Series,
+    rows: pl.Series,
+    max_reasons: int,
+) -> pl.Series:
+    """``reason_features`` with the masked rows' reasons set to the columns of their hard
+    rule's comparisons that hold on the row (a null test names the column's missing
+    indicator, ``<column>__missing``), at most ``max_reasons``."""
+    reasons = reason_features.to_list()
+    positions = rows.arg_true().to_list()
+    subset = policy_view[positions]
+    rule_ids = hard_rules.gather(positions).to_list()
+    for rule in policy.hard_rules:
+        members = [i for i, rule_id in enumerate(rule_ids) if rule_id == rule.id]
+        if not members:
+            continue
+        compares = list(iter_compares(rule.when))
+        holds = subset[members].select(
+            [condition_expr(c, subset.schema).fill_null(False).alias(str(k)) for k, c in enumerate(compares)]
+        ).to_numpy()
+        for member, row in zip(members, holds):
+            names: list[str] = []
+            for compare, held in zip(compares, row):
+                if not held:
+                    continue
+                for column in compare.columns:
+                    name = f"{column}{MISSING_SUFFIX}" if compare.op == NULL_OP and compare.value else column
+                    if name not in names:
+                        names.append(name)
+            reasons[positions[member]] = names[:max_reasons]
+    return pl.Series(reason_features.name, reasons, dtype=pl.List(pl.String))
+
+
 def _factor_column(factor) -> str:
     """The contract column a scorecard factor reads (its reason-catalogue key)."""
     def columns(condition) -> list[str]:
@@ -148,7 +184,9 @@ def score_applications(
     routed = evaluate_frame(
         policy,
         policy_view.with_columns(
-            pl.Series("pd", pd_values, dtype=pl.Float64), pl.lit(source).alias("decision_source")
+            pl.Series("pd", pd_values, dtype=pl.Float64),
+            # the policy's own vocabulary for the source: "model" or "fallback"
+            pl.lit("fallback" if source == FALLBACK_SOURCE else "model").alias("decision_source"),
         ),
         pd_column="pd",
         automation_paused=automation_paused,
@@ -170,6 +208,16 @@ def score_applications(
             pl.when(needs_reasons).then(all_reasons).otherwise(pl.lit(None, dtype=pl.List(pl.String)))
         ).to_series()
     reason_features = reason_features.fill_null(pl.lit([], dtype=pl.List(pl.String)))
+    # A hard-rule decline must say why even when the model (or the scorecard) found nothing
+    # in the row that raised the risk: the rule's own conditions that held are its reasons.
+    unexplained = (
+        (routed["action"] == "auto_decline")
+        & routed["policy_hard_rule"].is_not_null()
+        & (reason_features.list.len() == 0)
+    ).fill_null(False)
+    if unexplained.any():
+        reason_features = _with_hard_rule_reasons(policy, policy_view, routed["policy_hard_rule"], reason_features,
+                                                  unexplained, max_reasons)
     mapped = map_reason_codes(reason_features.to_list(), reason_catalog)
 
     thresholds = [policy.auto_approve.max_pd, policy.auto_decline.min_pd]

@@ -1,0 +1,1169 @@
+"""The operational review store: cases, claims, decisions, users, webhooks, audit log.
+
+SQLAlchemy Core, one code path for SQLite (embedded default, WAL mode) and PostgreSQL
+(by URL). Every write runs in one transaction that also appends its audit-log entries,
+and writes are serialised: SQLite takes the write lock up front (``BEGIN IMMEDIATE``),
+PostgreSQL a transaction-scoped advisory lock. That keeps the audit chain linear and makes
+``decisions.seq`` commit in order, which is what lets the pipeline copy decisions with a
+simple "greater than the last seq I saw" cursor.
+
+State changes that two people can race for (claiming, deciding) are also conditional
+``UPDATE ... WHERE status = ...`` statements: exactly one of two racers succeeds, the
+other gets :class:`ConflictError`.
+
+Nothing here imports Dagster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import re
+import secrets
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from sqlalchemy import and_, case as sql_case, create_engine, event, func, insert, or_, select, text, update
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+from aios_pipelines.review import audit
+from aios_pipelines.review.schema import (
+    DECISIONS,
+    PRIORITIES,
+    RECOMMENDATIONS,
+    ROLES,
+    SENIOR_ROLES,
+    SOURCES,
+    STATUSES,
+    WRITER_ROLES,
+    audit_log,
+    cases,
+    decisions,
+    idempotency_keys,
+    metadata,
+    review_events,
+    service_settings,
+    users,
+    webhook_deliveries,
+    webhooks,
+)
+
+DEFAULT_DUE_HOURS = 48
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+_PG_LOCK_KEY = 0x41494F53  # "AIOS": the advisory lock every write transaction takes
+_IN_CHUNK = 500  # ids per IN (...) list, below SQLite's bound-parameter limit
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$")
+MAX_NOTE = 4000
+MAX_REASON_CODES = 20
+
+OPEN_STATUSES = ("open", "claimed", "waiting_info", "awaiting_second_review", "escalated")
+OVERDUE_ESCALATES = ("open", "claimed", "awaiting_second_review")
+PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
+
+EVENT_TASK_DECIDED = "task.decided"
+EVENT_INFO_REQUESTED = "task.info_requested"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ReviewError(Exception):
+    """A request the store refuses; ``status_code`` is the HTTP status the service answers with."""
+
+    status_code = 400
+    code = "review_error"
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else self.code
+
+
+class NotFoundError(ReviewError):
+    status_code = 404
+    code = "not_found"
+
+
+class ConflictError(ReviewError):
+    """The case is not in a state that allows this (already claimed, decided, ...)."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class PermissionDeniedError(ReviewError):
+    status_code = 403
+    code = "forbidden"
+
+
+class ReviewValidationError(ReviewError):
+    """The request breaks a rule of the review process (e.g. a decline without a reason)."""
+
+    status_code = 422
+    code = "invalid"
+
+
+# --------------------------------------------------------------------------- values
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: int
+    name: str
+    role: str
+    active: bool
+    created_at: datetime
+    token_hash: str = field(default="", repr=False, compare=False)
+
+    @property
+    def can_write(self) -> bool:
+        return self.role in WRITER_ROLES
+
+    @property
+    def is_senior(self) -> bool:
+        return self.role in SENIOR_ROLES
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(frozen=True)
+class DecisionOutcome:
+    case: dict[str, Any]
+    decision: dict[str, Any]
+    deliveries: list[int]
+
+
+@dataclass(frozen=True)
+class IdempotencyState:
+    """What an Idempotency-Key says about a request.
+
+    ``kind``: ``new`` (reserved for this request: run it, then ``idempotency_complete``),
+    ``replay`` (same request seen before: answer ``status``/``body``), ``mismatch`` (the key
+    was used for a different request) or ``in_progress`` (the first request is still running).
+    """
+
+    kind: str
+    status: int | None = None
+    body: str | None = None
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON values: NaN becomes None, dates ISO strings, numpy scalars Python ones."""
+    if value is None or isinstance(value, (bool, str, int)):
+        return value
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item"):  # numpy / polars scalars
+        return _json_safe(value.item())
+    if hasattr(value, "tolist"):
+        return _json_safe(value.tolist())
+    return str(value)
+
+
+def _optional_float(value: Any, what: str, *, low: float | None = None, high: float | None = None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ReviewValidationError(f"{what} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ReviewValidationError(f"{what} must be a number, got {value!r}") from None
+    if math.isnan(number):
+        return None
+    if math.isinf(number) or (low is not None and number < low) or (high is not None and number > high):
+        bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        raise ReviewValidationError(f"{what} must lie in {bounds}, got {value!r}")
+    return number
+
+
+def _optional_text(value: Any, what: str, max_length: int = 128) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    result = str(value).strip()
+    if len(result) > max_length:
+        raise ReviewValidationError(f"{what} is longer than {max_length} characters")
+    return result or None
+
+
+def _as_date(value: Any) -> date | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise ReviewValidationError(f"application_date must be a date (YYYY-MM-DD), got {value!r}") from None
+
+
+def _as_aware(value: Any, what: str) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise ReviewValidationError(f"{what} must be an ISO 8601 time, got {value!r}") from None
+    if not isinstance(value, datetime):
+        raise ReviewValidationError(f"{what} must be a datetime, got {value!r}")
+    if value.tzinfo is None:
+        raise ReviewValidationError(f"{what} must carry a time zone (UTC), got {value!r}")
+    return value.astimezone(timezone.utc)
+
+
+def clean_reason_codes(codes: Any) -> list[str]:
+    """Reason codes as a list of distinct short codes; a string may list them with commas."""
+    if codes is None:
+        return []
+    if isinstance(codes, str):
+        codes = codes.split(",")
+    cleaned: list[str] = []
+    for raw in codes:
+        code = str(raw).strip()
+        if not code:
+            continue
+        if not _CODE.match(code):
+            raise ReviewValidationError(
+                f"reason code {code!r} is not a code (letters, digits and _ . : -, at most 32 characters)"
+            )
+        if code not in cleaned:
+            cleaned.append(code)
+    if len(cleaned) > MAX_REASON_CODES:
+        raise ReviewValidationError(f"at most {MAX_REASON_CODES} reason codes, got {len(cleaned)}")
+    return cleaned
+
+
+def _clean_note(note: Any) -> str | None:
+    if note is None:
+        return None
+    text_value = str(note).strip()
+    if len(text_value) > MAX_NOTE:
+        raise ReviewValidationError(f"the note is longer than {MAX_NOTE} characters")
+    return text_value or None
+
+
+def _clean_reasons(raw: Any) -> list[dict[str, Any]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, (list, tuple)):
+        raise ReviewValidationError(f"reasons must be a list, got {type(raw).__name__}")
+    reasons = []
+    for i, item in enumerate(raw):
+        if isinstance(item, str):
+            item = {"code": item}
+        if not isinstance(item, Mapping) or not item.get("code"):
+            raise ReviewValidationError(f"reasons[{i}] must be a code or a mapping with a code, got {item!r}")
+        code = str(item["code"]).strip()
+        if not _CODE.match(code):
+            raise ReviewValidationError(f"reasons[{i}].code {code!r} is not a code")
+        reasons.append({
+            "code": code,
+            "text": _optional_text(item.get("text"), f"reasons[{i}].text", 500) or "",
+            "feature": _optional_text(item.get("feature"), f"reasons[{i}].feature"),
+        })
+    return reasons
+
+
+def _queue_for(status: str, requires_four_eyes: bool) -> str:
+    if status == "awaiting_second_review":
+        return "second_review"
+    if status == "escalated":
+        return "escalation"
+    return "four_eyes" if requires_four_eyes else "standard"
+
+
+def _row(row: Any) -> dict[str, Any]:
+    return dict(row._mapping)
+
+
+def _chunks(items: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# --------------------------------------------------------------------------- the write transaction
+
+
+class _Tx:
+    """One write transaction: the connection, and the audit entries it appends."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self._head: tuple[int, str] | None = None
+        self._pending: list[dict[str, Any]] = []
+
+    def audit(self, at: datetime, actor: str, action: str, entity: str, entity_id: Any,
+              payload: Mapping[str, Any] | None = None) -> None:
+        if self._head is None:
+            last = self.conn.execute(
+                select(audit_log.c.seq, audit_log.c.entry_hash).order_by(audit_log.c.seq.desc()).limit(1)
+            ).first()
+            self._head = (last.seq, last.entry_hash) if last else (0, audit.GENESIS_HASH)
+        seq = self._head[0] + 1
+        body = audit.normalise_payload(payload)
+        digest = audit.entry_hash(self._head[1], seq, at, actor, action, entity, str(entity_id), body)
+        self._pending.append({
+            "seq": seq, "at": at, "actor": actor, "action": action, "entity": entity,
+            "entity_id": str(entity_id), "payload": body, "prev_hash": self._head[1], "entry_hash": digest,
+        })
+        self._head = (seq, digest)
+
+    def flush(self) -> None:
+        if self._pending:
+            self.conn.execute(insert(audit_log), self._pending)
+            self._pending = []
+
+    # ---- reads inside the transaction
+
+    def user(self, who: "User | str") -> User:
+        name = who.name if isinstance(who, User) else str(who)
+        row = self.conn.execute(select(users).where(users.c.name == name)).first()
+        if row is None or not row.active:
+            raise PermissionDeniedError(f"no active user {name!r}")
+        return _user(row)
+
+    def writer(self, who: "User | str") -> User:
+        user = self.user(who)
+        if not user.can_write:
+            raise PermissionDeniedError(f"{user.name} is a {user.role}: read-only")
+        return user
+
+    def case(self, case_id: str) -> dict[str, Any]:
+        row = self.conn.execute(select(cases).where(cases.c.case_id == case_id)).first()
+        if row is None:
+            raise NotFoundError(f"no case {case_id!r}")
+        return _row(row)
+
+    def votes(self, case_id: str) -> list[dict[str, Any]]:
+        """The approve/decline decisions already recorded on a case, oldest first."""
+        rows = self.conn.execute(
+            select(decisions.c.reviewer, decisions.c.decision, decisions.c.stage)
+            .where(decisions.c.case_id == case_id, decisions.c.decision.in_(("approve", "decline")))
+            .order_by(decisions.c.seq)
+        )
+        return [_row(r) for r in rows]
+
+    def event(self, case_id: str, event_type: str, actor: str, at: datetime, details: Mapping[str, Any] | None = None) -> None:
+        self.conn.execute(
+            insert(review_events).values(case_id=case_id, event_type=event_type, actor=actor, at=at,
+                                         details=_json_safe(dict(details or {})))
+        )
+
+    def transition(self, case: Mapping[str, Any], *, expect_claimed_by: str | None | bool = False, **values: Any) -> None:
+        """Conditional update: only if the case still has the status (and claim) we read."""
+        condition = [cases.c.case_id == case["case_id"], cases.c.status == case["status"]]
+        if expect_claimed_by is None:
+            condition.append(cases.c.claimed_by.is_(None))
+        elif expect_claimed_by is not False:
+            condition.append(cases.c.claimed_by == expect_claimed_by)
+        result = self.conn.execute(update(cases).where(and_(*condition)).values(**values))
+        if result.rowcount != 1:
+            current = self.case(case["case_id"])
+            raise ConflictError(_state_message(current))
+
+
+def _user(row: Any) -> User:
+    return User(user_id=row.user_id, name=row.name, role=row.role, active=bool(row.active),
+                created_at=row.created_at, token_hash=row.token_hash)
+
+
+def _state_message(case: Mapping[str, Any]) -> str:
+    cid = case["case_id"]
+    if case["status"] == "decided":
+        return f"case {cid} is already decided ({case['final_decision']})"
+    if case.get("claimed_by"):
+        return f"case {cid} is claimed by {case['claimed_by']} ({case['status']})"
+    return f"case {cid} is {case['status']}"
+
+
+# --------------------------------------------------------------------------- the store
+
+
+class ReviewStore:
+    """Cases, claims, decisions, users, webhooks and the hash-chained audit log."""
+
+    def __init__(self, url: str, *, clock: Callable[[], datetime] | None = None, echo: bool = False):
+        self.url = url
+        self.clock = clock or utcnow
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.dialect == "sqlite":
+            kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            if not parsed.database or parsed.database == ":memory:":
+                kwargs["poolclass"] = StaticPool
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine: Engine = create_engine(url, **kwargs)
+        if self.dialect == "sqlite":
+            _configure_sqlite(self.engine)
+
+    @classmethod
+    def for_paths(cls, paths: Any, **kwargs: Any) -> "ReviewStore":
+        """The embedded store of a data directory: SQLite in WAL mode at ``paths.review_store``."""
+        path = Path(paths.review_store).expanduser().resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(f"sqlite:///{path.as_posix()}", **kwargs)
+
+    def __repr__(self) -> str:
+        return f"ReviewStore({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    def create_all(self) -> "ReviewStore":
+        """Create missing tables, indexes and append-only triggers (safe to call again)."""
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+            metadata.create_all(conn, checkfirst=True)
+        return self
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def _now(self, now: datetime | None) -> datetime:
+        return _as_aware(now if now is not None else self.clock(), "now")
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[_Tx]:
+        with self.engine.connect() as conn:
+            conn.execution_options(aios_write=True)
+            with conn.begin():
+                if self.dialect == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+                tx = _Tx(conn)
+                yield tx
+                tx.flush()
+
+    # ------------------------------------------------------------------ users
+
+    def add_user(self, name: str, role: str, *, actor: str = "system", now: datetime | None = None) -> tuple[User, str]:
+        """Create a user; returns the user and its token. Only the token's sha256 is stored."""
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ReviewValidationError(
+                f"user name {name!r}: letters, digits and _ . @ -, starting with a letter or digit, at most 64"
+            )
+        if role not in ROLES:
+            raise ReviewValidationError(f"role must be one of {list(ROLES)}, got {role!r}")
+        now = self._now(now)
+        token = "aios_" + secrets.token_urlsafe(32)
+        with self._write() as tx:
+            if tx.conn.execute(select(users.c.user_id).where(users.c.name == name)).first() is not None:
+                raise ConflictError(f"user {name!r} already exists")
+            user_id = tx.conn.execute(
+                insert(users).values(name=name, role=role, token_hash=hash_token(token), created_at=now, active=True)
+            ).inserted_primary_key[0]
+            tx.audit(now, actor, "user.created", "user", name, {"name": name, "role": role})
+        return self.get_user(name), token
+
+    def get_user(self, name: str) -> User:
+        with self._read() as conn:
+            row = conn.execute(select(users).where(users.c.name == name)).first()
+        if row is None:
+            raise NotFoundError(f"no user {name!r}")
+        return _user(row)
+
+    def list_users(self) -> list[User]:
+        with self._read() as conn:
+            return [_user(r) for r in conn.execute(select(users).order_by(users.c.name))]
+
+    def authenticate(self, token: str | None) -> User | None:
+        """The active user holding ``token``, or None."""
+        if not token:
+            return None
+        digest = hash_token(token)
+        with self._read() as conn:
+            row = conn.execute(select(users).where(users.c.token_hash == digest)).first()
+        if row is None or not row.active or not hmac.compare_digest(row.token_hash, digest):
+            return None
+        return _user(row)
+
+    def service_secret(self, key: str = "session_secret") -> bytes:
+        """A random secret kept in the store (created on first use), e.g. to sign sessions."""
+        with self._read() as conn:
+            row = conn.execute(select(service_settings.c.value).where(service_settings.c.key == key)).first()
+        if row is not None:
+            return bytes.fromhex(row.value)
+        now = self._now(None)
+        with self._write() as tx:
+            row = tx.conn.execute(select(service_settings.c.value).where(service_settings.c.key == key)).first()
+            if row is not None:
+                return bytes.fromhex(row.value)
+            value = secrets.token_hex(32)
+            tx.conn.execute(insert(service_settings).values(key=key, value=value))
+            tx.audit(now, "system", "secret.created", "service_setting", key, {"key": key})
+        return bytes.fromhex(value)
+
+    # ------------------------------------------------------------------ cases in
+
+    def _case_values(self, raw: Mapping[str, Any], *, now: datetime, source: str, index: int | None = None) -> dict[str, Any]:
+        where = f"rows[{index}]: " if index is not None else ""
+        try:
+            application_id = _optional_text(raw.get("application_id"), "application_id")
+            if not application_id:
+                raise ReviewValidationError("application_id is required")
+            priority = raw.get("priority") or "normal"
+            if priority not in PRIORITIES:
+                raise ReviewValidationError(f"priority must be one of {list(PRIORITIES)}, got {priority!r}")
+            if raw.get("due_at") is not None:
+                due_at = _as_aware(raw["due_at"], "due_at")
+            else:
+                hours = _optional_float(raw.get("due_hours"), "due_hours", low=0) if raw.get("due_hours") is not None else None
+                due_at = now + timedelta(hours=hours if hours is not None else DEFAULT_DUE_HOURS)
+            recommendation = raw.get("model_recommendation")
+            if recommendation is not None and recommendation not in RECOMMENDATIONS:
+                raise ReviewValidationError(f"model_recommendation must be approve, decline or null, got {recommendation!r}")
+            if source not in SOURCES:
+                raise ReviewValidationError(f"source must be one of {list(SOURCES)}, got {source!r}")
+            summary = raw.get("applicant_summary") or {}
+            if not isinstance(summary, Mapping):
+                raise ReviewValidationError("applicant_summary must be a mapping")
+            flags = raw.get("quality_flags") or []
+            if isinstance(flags, str) or not isinstance(flags, (list, tuple)):
+                raise ReviewValidationError("quality_flags must be a list of strings")
+            four_eyes = bool(raw.get("requires_four_eyes") or False)
+            return {
+                "case_id": uuid.uuid4().hex,
+                "application_id": application_id,
+                "application_date": _as_date(raw.get("application_date")),
+                "created_at": now,
+                "updated_at": now,
+                "due_at": due_at,
+                "priority": priority,
+                "queue": _queue_for("open", four_eyes),
+                "status": "open",
+                "resume_status": None,
+                "requires_four_eyes": four_eyes,
+                "amount": _optional_float(raw.get("amount"), "amount", low=0),
+                "pd": _optional_float(raw.get("pd"), "pd", low=0, high=1),
+                "score_band": _optional_text(raw.get("score_band"), "score_band", 16),
+                "model_version": _optional_text(raw.get("model_version"), "model_version", 64),
+                "policy_version": _optional_text(raw.get("policy_version"), "policy_version", 64),
+                "policy_rule": _optional_text(raw.get("policy_rule"), "policy_rule"),
+                "model_recommendation": recommendation,
+                "blind_review": bool(raw.get("blind_review") or False),
+                "reasons": _clean_reasons(raw.get("reasons")),
+                "quality_flags": [str(f) for f in flags],
+                "applicant_summary": _json_safe(dict(summary)),
+                "confidence": _optional_float(raw.get("confidence"), "confidence", low=0, high=1),
+                "claimed_by": None,
+                "claimed_at": None,
+                "source": source,
+                "final_decision": None,
+                "decided_at": None,
+            }
+        except ReviewValidationError as exc:
+            raise ReviewValidationError(where + exc.message) from None
+
+    def _insert_cases(self, tx: _Tx, rows: list[dict[str, Any]], actor: str, now: datetime) -> None:
+        tx.conn.execute(insert(cases), rows)
+        tx.conn.execute(
+            insert(review_events),
+            [{"case_id": r["case_id"], "event_type": "created", "actor": actor, "at": now,
+              "details": {"source": r["source"], "priority": r["priority"], "queue": r["queue"]}} for r in rows],
+        )
+        for r in rows:
+            tx.audit(now, actor, "case.created", "case", r["case_id"], {
+                "application_id": r["application_id"], "source": r["source"], "priority": r["priority"],
+                "due_at": r["due_at"], "requires_four_eyes": r["requires_four_eyes"], "pd": r["pd"],
+                "model_recommendation": r["model_recommendation"], "blind_review": r["blind_review"],
+                "policy_version": r["policy_version"], "policy_rule": r["policy_rule"],
+                "model_version": r["model_version"],
+            })
+
+    def publish_cases(self, rows: Iterable[Mapping[str, Any]], *, actor: str = "pipeline", now: datetime | None = None) -> int:
+        """Open a case per row whose application has none yet; returns how many were new.
+
+        Idempotent: an application gets one case, ever; publishing it again is a no-op.
+        Row keys are the case columns (``application_id`` required; ``due_hours`` may stand in
+        for ``due_at``); see :func:`aios_pipelines.review.publish.case_rows_from_scored`.
+        """
+        now = self._now(now)
+        prepared: dict[str, dict[str, Any]] = {}
+        for i, raw in enumerate(rows):
+            values = self._case_values(raw, now=now, source=raw.get("source") or "batch", index=i)
+            prepared.setdefault(values["application_id"], values)
+        if not prepared:
+            return 0
+        with self._write() as tx:
+            ids = list(prepared)
+            existing: set[str] = set()
+            for chunk in _chunks(ids):
+                existing.update(
+                    r.application_id for r in tx.conn.execute(
+                        select(cases.c.application_id).where(cases.c.application_id.in_(chunk))
+                    )
+                )
+            new_rows = [prepared[a] for a in ids if a not in existing]
+            if new_rows:
+                self._insert_cases(tx, new_rows, actor, now)
+        return len(new_rows)
+
+    def create_task(self, row: Mapping[str, Any], *, actor: str, now: datetime | None = None) -> dict[str, Any]:
+        """Open one case from the task API; 409 if the application already has one."""
+        now = self._now(now)
+        values = self._case_values(row, now=now, source="api")
+        with self._write() as tx:
+            found = tx.conn.execute(
+                select(cases.c.case_id).where(cases.c.application_id == values["application_id"])
+            ).first()
+            if found is not None:
+                raise ConflictError(f"application {values['application_id']} already has case {found.case_id}")
+            self._insert_cases(tx, [values], actor, now)
+        return self.get_case(values["case_id"])
+
+    # ------------------------------------------------------------------ cases out
+
+    def get_case(self, case_id: str) -> dict[str, Any]:
+        with self._read() as conn:
+            row = conn.execute(select(cases).where(cases.c.case_id == case_id)).first()
+        if row is None:
+            raise NotFoundError(f"no case {case_id!r}")
+        return _row(row)
+
+    def get_case_by_application(self, application_id: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            row = conn.execute(select(cases).where(cases.c.application_id == str(application_id))).first()
+        return _row(row) if row is not None else None
+
+    def case_history(self, case_id: str) -> dict[str, list[dict[str, Any]]]:
+        """The events and decisions of a case, oldest first."""
+        with self._read() as conn:
+            events = [_row(r) for r in conn.execute(
+                select(review_events).where(review_events.c.case_id == case_id).order_by(review_events.c.event_id))]
+            made = [_row(r) for r in conn.execute(
+                select(decisions).where(decisions.c.case_id == case_id).order_by(decisions.c.seq))]
+        return {"events": events, "decisions": made}
+
+    def list_cases(
+        self,
+        status: str | Sequence[str] | None = None,
+        mine: str | None = None,
+        overdue: bool | None = None,
+        priority: str | None = None,
+        *,
+        queue: str | None = None,
+        now: datetime | None = None,
+        limit: int = 500,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Cases by priority, then due time. ``mine`` is a user name (cases it has claimed);
+        ``overdue=True`` keeps undecided cases past due, ``False`` the others."""
+        now = self._now(now)
+        query = select(cases)
+        if status:
+            statuses = [status] if isinstance(status, str) else list(status)
+            unknown = [s for s in statuses if s not in STATUSES]
+            if unknown:
+                raise ReviewValidationError(f"unknown status {unknown}; one of {list(STATUSES)}")
+            query = query.where(cases.c.status.in_(statuses))
+        if priority:
+            if priority not in PRIORITIES:
+                raise ReviewValidationError(f"priority must be one of {list(PRIORITIES)}, got {priority!r}")
+            query = query.where(cases.c.priority == priority)
+        if queue:
+            query = query.where(cases.c.queue == queue)
+        if mine:
+            query = query.where(cases.c.claimed_by == mine)
+        is_overdue = and_(cases.c.due_at < now, cases.c.status != "decided")
+        if overdue is True:
+            query = query.where(is_overdue)
+        elif overdue is False:
+            query = query.where(~is_overdue)
+        rank = sql_case({p: r for p, r in PRIORITY_RANK.items()}, value=cases.c.priority, else_=9)
+        query = query.order_by(rank, cases.c.due_at, cases.c.case_id).limit(max(1, min(int(limit), 5000))).offset(max(0, int(offset)))
+        with self._read() as conn:
+            return [_row(r) for r in conn.execute(query)]
+
+    def status_counts(self) -> dict[str, int]:
+        with self._read() as conn:
+            rows = conn.execute(select(cases.c.status, func.count()).group_by(cases.c.status))
+            counts = {status: 0 for status in STATUSES}
+            counts.update({r[0]: int(r[1]) for r in rows})
+        return counts
+
+    # ------------------------------------------------------------------ claims
+
+    def claim(self, case_id: str, user: User | str, *, now: datetime | None = None) -> dict[str, Any]:
+        """Take a case. Open cases: any writer. Second reviews and escalations: seniors only.
+
+        Two reviewers racing: one gets the case, the other :class:`ConflictError`."""
+        now = self._now(now)
+        with self._write() as tx:
+            who = tx.writer(user)
+            case = tx.case(case_id)
+            if case["claimed_by"] == who.name:
+                return case  # already yours: claiming again changes nothing
+            if case["status"] == "open":
+                tx.transition(case, status="claimed", claimed_by=who.name, claimed_at=now, updated_at=now)
+            elif case["status"] in ("awaiting_second_review", "escalated"):
+                self._check_senior_may_act(tx, case, who)
+                tx.transition(case, expect_claimed_by=None, claimed_by=who.name, claimed_at=now, updated_at=now)
+            else:
+                raise ConflictError(_state_message(case))
+            tx.event(case_id, "claimed", who.name, now, {"status": case["status"]})
+            tx.audit(now, who.name, "case.claimed", "case", case_id, {"status": case["status"]})
+            return tx.case(case_id)
+
+    def release(self, case_id: str, user: User | str, *, now: datetime | None = None) -> dict[str, Any]:
+        """Give a claimed case back (the claimer, or an admin)."""
+        now = self._now(now)
+        with self._write() as tx:
+            who = tx.writer(user)
+            case = tx.case(case_id)
+            holder = case["claimed_by"]
+            if holder is None:
+                raise ConflictError(f"case {case_id} is not claimed")
+            if holder != who.name and not who.is_admin:
+                raise PermissionDeniedError(f"case {case_id} is claimed by {holder}; only they or an admin can release it")
+            status = "open" if case["status"] == "claimed" else case["status"]
+            tx.transition(case, expect_claimed_by=holder, status=status, claimed_by=None, claimed_at=None, updated_at=now)
+            tx.event(case_id, "released", who.name, now, {"claimed_by": holder})
+            tx.audit(now, who.name, "case.released", "case", case_id, {"claimed_by": holder, "status": status})
+            return tx.case(case_id)
+
+    def _check_senior_may_act(self, tx: _Tx, case: Mapping[str, Any], who: User) -> None:
+        what = "second reviews" if case["status"] == "awaiting_second_review" else "escalated cases"
+        if not who.is_senior:
+            raise PermissionDeniedError(f"only a senior underwriter or an admin works {what}; {who.name} is a {who.role}")
+        voters = {v["reviewer"] for v in tx.votes(case["case_id"])}
+        if who.name in voters:
+            if case["status"] == "awaiting_second_review":
+                raise PermissionDeniedError(
+                    f"four eyes: {who.name} made the first decision on case {case['case_id']}; "
+                    "the second review must come from a different reviewer"
+                )
+            raise PermissionDeniedError(
+                f"{who.name} already decided case {case['case_id']}; another senior settles the escalation"
+            )
+
+    # ------------------------------------------------------------------ decisions
+
+    def decide(
+        self,
+        case_id: str,
+        user: User | str,
+        decision: str,
+        reason_codes: Sequence[str] | str | None = None,
+        note: str | None = None,
+        *,
+        now: datetime | None = None,
+    ) -> DecisionOutcome:
+        """Record a decision: approve, decline or request_info.
+
+        - an open case is claimed by the decider in the same transaction (a racer gets 409);
+        - a decline needs at least one reason code; going against the model's recommendation
+          (unless the review is blind) needs reason codes and a note;
+        - ``request_info`` parks the case in ``waiting_info`` until :meth:`return_info`;
+        - four eyes: the first decision waits for a second one from a different senior
+          underwriter (or admin); agreement decides, disagreement escalates (with a note);
+        - escalated cases are settled by a senior who has not decided the case before.
+        """
+        if decision not in DECISIONS:
+            raise ReviewValidationError(f"decision must be one of {list(DECISIONS)}, got {decision!r}")
+        codes = clean_reason_codes(reason_codes)
+        note = _clean_note(note)
+        now = self._now(now)
+        with self._write() as tx:
+            who = tx.writer(user)
+            case = tx.case(case_id)
+            status = case["status"]
+            if status == "decided":
+                raise ConflictError(_state_message(case))
+            if status == "waiting_info":
+                raise ConflictError(f"case {case_id} is waiting for information; return it to the queue first")
+            if status in ("open", "claimed"):
+                if status == "open":
+                    tx.transition(case, status="claimed", claimed_by=who.name, claimed_at=now, updated_at=now)
+                    tx.event(case_id, "claimed", who.name, now, {"by_deciding": True})
+                    tx.audit(now, who.name, "case.claimed", "case", case_id, {"status": "open", "by_deciding": True})
+                    case = tx.case(case_id)
+                elif case["claimed_by"] != who.name:
+                    raise ConflictError(_state_message(case))
+            else:  # awaiting_second_review, escalated
+                self._check_senior_may_act(tx, case, who)
+                if case["claimed_by"] not in (None, who.name):
+                    raise ConflictError(_state_message(case))
+            votes = tx.votes(case_id)
+
+            is_override = False
+            direction: str | None = None
+            if decision != "request_info":
+                if decision == "decline" and not codes:
+                    raise ReviewValidationError("a decline needs at least one reason code")
+                recommendation = case["model_recommendation"]
+                if recommendation is not None and decision != recommendation:
+                    is_override = True
+                    direction = "low_side" if decision == "approve" else "high_side"
+                    if not case["blind_review"] and (not codes or not note):
+                        raise ReviewValidationError(
+                            f"the model recommends {recommendation}: overriding it needs reason codes and a note"
+                        )
+
+            stage, new_status, event_type, details = self._outcome(case, decision, votes, note)
+            is_final = new_status == "decided"
+            values: dict[str, Any] = {
+                "status": new_status,
+                "queue": _queue_for(new_status, case["requires_four_eyes"]),
+                "claimed_by": None,
+                "claimed_at": None,
+                "updated_at": now,
+                "resume_status": ("open" if status == "claimed" else status) if new_status == "waiting_info" else None,
+            }
+            if is_final:
+                values.update(final_decision=decision, decided_at=now)
+            tx.transition(case, expect_claimed_by=case["claimed_by"], **values)
+
+            record = {
+                "decision_id": uuid.uuid4().hex,
+                "case_id": case_id,
+                "reviewer": who.name,
+                "reviewer_role": who.role,
+                "decision": decision,
+                "reason_codes": codes,
+                "note": note,
+                "stage": stage,
+                "is_override": is_override,
+                "override_direction": direction,
+                "is_final": is_final,
+                "case_status_after": new_status,
+                "decided_at": now,
+            }
+            seq = tx.conn.execute(insert(decisions).values(**record)).inserted_primary_key[0]
+            record["seq"] = seq
+            tx.event(case_id, event_type, who.name, now, {**details, "decision": decision, "stage": stage})
+            tx.audit(now, who.name, "decision.recorded", "case", case_id,
+                     {**{k: v for k, v in record.items() if k != "decided_at"}, "status_before": status})
+            if new_status == "escalated":
+                tx.audit(now, who.name, "case.escalated", "case", case_id, details)
+
+            deliveries: list[int] = []
+            if is_final or decision == "request_info":
+                after = tx.case(case_id)
+                event_name = EVENT_TASK_DECIDED if is_final else EVENT_INFO_REQUESTED
+                deliveries = self._enqueue_webhooks(tx, event_name, _webhook_payload(event_name, after, record), now)
+            return DecisionOutcome(case=tx.case(case_id), decision=record, deliveries=deliveries)
+
+    @staticmethod
+    def _outcome(case: Mapping[str, Any], decision: str, votes: list[dict[str, Any]],
+                 note: str | None) -> tuple[str, str, str, dict[str, Any]]:
+        """(stage, new status, event type, event details) of a decision on a case."""
+        status = case["status"]
+        if decision == "request_info":
+            stage = {"awaiting_second_review": "second", "escalated": "final"}.get(status, "first")
+            return stage, "waiting_info", "info_requested", {"note": note}
+        if status in ("open", "claimed"):
+            if case["requires_four_eyes"]:
+                return "first", "awaiting_second_review", "second_review_requested", {}
+            return "final", "decided", "decided", {}
+        if status == "awaiting_second_review":
+            first = [v for v in votes if v["stage"] == "first"][-1]
+            if decision == first["decision"]:
+                return "second", "decided", "decided", {"first_reviewer": first["reviewer"]}
+            if not note:
+                raise ReviewValidationError(
+                    f"the first reviewer ({first['reviewer']}) decided {first['decision']}: "
+                    "disagreeing escalates the case and needs a note"
+                )
+            return "second", "escalated", "escalated", {
+                "reason": "four_eyes_disagreement", "first_reviewer": first["reviewer"],
+                "first_decision": first["decision"],
+            }
+        # escalated: a senior settles it; a four-eyes case nobody has decided yet still needs two
+        if case["requires_four_eyes"] and not votes:
+            return "first", "awaiting_second_review", "second_review_requested", {"from": "escalation"}
+        return "final", "decided", "decided", {"settles_escalation": True}
+
+    def return_info(self, case_id: str, actor: str = "system", note: str | None = None, *,
+                    now: datetime | None = None) -> dict[str, Any]:
+        """The requested information arrived: the case goes back where it was (usually open)."""
+        now = self._now(now)
+        note = _clean_note(note)
+        actor = actor.name if isinstance(actor, User) else str(actor)
+        with self._write() as tx:
+            case = tx.case(case_id)
+            if case["status"] != "waiting_info":
+                raise ConflictError(f"case {case_id} is {case['status']}, not waiting for information")
+            back = case["resume_status"] or "open"
+            tx.transition(case, status=back, resume_status=None, queue=_queue_for(back, case["requires_four_eyes"]),
+                          claimed_by=None, claimed_at=None, updated_at=now)
+            tx.event(case_id, "info_returned", actor, now, {"note": note, "status": back})
+            tx.audit(now, actor, "case.info_returned", "case", case_id, {"note": note, "status": back})
+            return tx.case(case_id)
+
+    def escalate_overdue(self, now: datetime | None = None, *, actor: str = "system:overdue") -> list[str]:
+        """Move every case past its due time that is still open, claimed or awaiting its second
+        review to the escalation queue; returns their ids. Cases waiting for information from
+        the applicant are left alone (nobody can work them), and so are escalated ones."""
+        now = self._now(now)
+        escalated: list[str] = []
+        with self._write() as tx:
+            overdue = tx.conn.execute(
+                select(cases).where(cases.c.due_at < now, cases.c.status.in_(OVERDUE_ESCALATES)).order_by(cases.c.due_at)
+            ).fetchall()
+            for chunk in _chunks([_row(r) for r in overdue]):
+                ids = [c["case_id"] for c in chunk]
+                # Under the write lock nothing else moves these cases, so one UPDATE per chunk.
+                tx.conn.execute(
+                    update(cases).where(cases.c.case_id.in_(ids), cases.c.status.in_(OVERDUE_ESCALATES)).values(
+                        status="escalated", queue="escalation", claimed_by=None, claimed_at=None, updated_at=now)
+                )
+                entries = []
+                for case in chunk:
+                    details = _json_safe({"reason": "overdue", "from_status": case["status"], "due_at": case["due_at"],
+                                          "claimed_by": case["claimed_by"]})
+                    entries.append({"case_id": case["case_id"], "event_type": "escalated", "actor": actor, "at": now,
+                                    "details": details})
+                    tx.audit(now, actor, "case.escalated", "case", case["case_id"], details)
+                    escalated.append(case["case_id"])
+                tx.conn.execute(insert(review_events), entries)
+        return escalated
+
+    def decisions_since(self, cursor: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        """Decisions with ``seq > cursor``, in seq order, each with its case's context.
+
+        The cursor contract: pass 0 first, then the ``seq`` of the last row you stored. ``seq``
+        is assigned under the store's write lock, so no decision with a smaller seq can appear
+        after you have seen a larger one; decisions are never updated or deleted.
+        """
+        query = (
+            select(
+                decisions,
+                cases.c.application_id, cases.c.application_date, cases.c.created_at.label("case_created_at"),
+                cases.c.source, cases.c.pd, cases.c.score_band, cases.c.amount, cases.c.model_version,
+                cases.c.policy_version, cases.c.policy_rule, cases.c.model_recommendation, cases.c.blind_review,
+                cases.c.requires_four_eyes, cases.c.priority,
+            )
+            .join(cases, cases.c.case_id == decisions.c.case_id)
+            .where(decisions.c.seq > int(cursor))
+            .order_by(decisions.c.seq)
+            .limit(max(1, int(limit)))
+        )
+        with self._read() as conn:
+            return [_row(r) for r in conn.execute(query)]
+
+    # ------------------------------------------------------------------ audit
+
+    def audit_entries(self, *, entity: str | None = None, entity_id: str | None = None,
+                      after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        query = select(audit_log).where(audit_log.c.seq > after_seq)
+        if entity is not None:
+            query = query.where(audit_log.c.entity == entity)
+        if entity_id is not None:
+            query = query.where(audit_log.c.entity_id == str(entity_id))
+        with self._read() as conn:
+            return [_row(r) for r in conn.execute(query.order_by(audit_log.c.seq).limit(limit))]
+
+    def audit_head(self) -> tuple[int, str] | None:
+        """The last entry's (seq, entry_hash): save it elsewhere to detect a cut-off tail later."""
+        with self._read() as conn:
+            row = conn.execute(select(audit_log.c.seq, audit_log.c.entry_hash).order_by(audit_log.c.seq.desc()).limit(1)).first()
+        return (row.seq, row.entry_hash) if row else None
+
+    def verify_audit_chain(self, anchor: tuple[int, str] | None = None) -> tuple[bool, int | None]:
+        """Recompute the chain: ``(True, None)`` or ``(False, first bad seq)``.
+
+        With ``anchor`` (a head saved earlier) the entry at that seq must still carry that hash."""
+        with self._read() as conn:
+            rows = conn.execute(select(audit_log).order_by(audit_log.c.seq)).mappings()
+            ok, bad = audit.verify_entries(rows)
+            if not ok:
+                return ok, bad
+            if anchor is not None:
+                row = conn.execute(select(audit_log.c.entry_hash).where(audit_log.c.seq == anchor[0])).first()
+                if row is None or row.entry_hash != anchor[1]:
+                    return False, anchor[0]
+        return True, None
+
+    # ------------------------------------------------------------------ webhooks
+
+    def register_webhook(self, url: str, secret: str, *, actor: str, now: datetime | None = None) -> dict[str, Any]:
+        if not isinstance(url, str) or not re.match(r"^https?://[^\s/]+", url):
+            raise ReviewValidationError(f"webhook url must be http(s)://host/..., got {url!r}")
+        if not isinstance(secret, str) or len(secret) < 16:
+            raise ReviewValidationError("webhook secret must have at least 16 characters")
+        now = self._now(now)
+        with self._write() as tx:
+            webhook_id = tx.conn.execute(
+                insert(webhooks).values(url=url, secret=secret, active=True, created_by=actor, created_at=now)
+            ).inserted_primary_key[0]
+            tx.audit(now, actor, "webhook.registered", "webhook", webhook_id, {"url": url})
+        return self.get_webhook(webhook_id)
+
+    def get_webhook(self, webhook_id: int) -> dict[str, Any]:
+        """A webhook without its secret."""
+        with self._read() as conn:
+            row = conn.execute(select(webhooks).where(webhooks.c.id == webhook_id)).first()
+        if row is None:
+            raise NotFoundError(f"no webhook {webhook_id}")
+        return {k: v for k, v in _row(row).items() if k != "secret"}
+
+    def list_webhooks(self) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            return [{k: v for k, v in _row(r).items() if k != "secret"}
+                    for r in conn.execute(select(webhooks).order_by(webhooks.c.id))]
+
+    def _enqueue_webhooks(self, tx: _Tx, event_name: str, payload: Mapping[str, Any], now: datetime) -> list[int]:
+        """Outbox: one pending delivery per active webhook, in the decision's transaction."""
+        body = audit.canonical_json(_json_safe(dict(payload)))
+        ids = []
+        for hook in tx.conn.execute(select(webhooks.c.id).where(webhooks.c.active.is_(True)).order_by(webhooks.c.id)):
+            ids.append(tx.conn.execute(
+                insert(webhook_deliveries).values(webhook_id=hook.id, event=event_name, payload=body, attempts=0,
+                                                  created_at=now)
+            ).inserted_primary_key[0])
+        return ids
+
+    def get_delivery(self, delivery_id: int) -> dict[str, Any]:
+        """A delivery with its webhook's url and secret (for the sender)."""
+        query = (
+            select(webhook_deliveries, webhooks.c.url, webhooks.c.secret, webhooks.c.active)
+            .join(webhooks, webhooks.c.id == webhook_deliveries.c.webhook_id)
+            .where(webhook_deliveries.c.id == delivery_id)
+        )
+        with self._read() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            raise NotFoundError(f"no webhook delivery {delivery_id}")
+        return _row(row)
+
+    def list_deliveries(self, webhook_id: int | None = None) -> list[dict[str, Any]]:
+        query = select(webhook_deliveries).order_by(webhook_deliveries.c.id)
+        if webhook_id is not None:
+            query = query.where(webhook_deliveries.c.webhook_id == webhook_id)
+        with self._read() as conn:
+            return [_row(r) for r in conn.execute(query)]
+
+    def pending_deliveries(self, max_attempts: int) -> list[int]:
+        """Deliveries not yet delivered with attempts left (for a retry sweep)."""
+        with self._read() as conn:
+            return [r.id for r in conn.execute(
+                select(webhook_deliveries.c.id)
+                .join(webhooks, webhooks.c.id == webhook_deliveries.c.webhook_id)
+                .where(webhook_deliveries.c.delivered_at.is_(None), webhook_deliveries.c.attempts < max_attempts,
+                       webhooks.c.active.is_(True))
+                .order_by(webhook_deliveries.c.id)
+            )]
+
+    def record_delivery(self, delivery_id: int, *, attempts: int, last_status: int | None, last_error: str | None,
+                        delivered: bool, now: datetime | None = None) -> None:
+        """The outcome of one round of attempts at a delivery."""
+        now = self._now(now)
+        with self._write() as tx:
+            row = tx.conn.execute(select(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id)).first()
+            if row is None:
+                raise NotFoundError(f"no webhook delivery {delivery_id}")
+            total = row.attempts + attempts
+            tx.conn.execute(
+                update(webhook_deliveries).where(webhook_deliveries.c.id == delivery_id).values(
+                    attempts=total, last_status=last_status, last_error=(last_error or None) and last_error[:1000],
+                    delivered_at=now if delivered else None,
+                )
+            )
+            tx.audit(now, "system:webhooks", "webhook.delivered" if delivered else "webhook.failed",
+                     "webhook_delivery", delivery_id,
+                     {"webhook_id": row.webhook_id, "event": row.event, "attempts": total, "last_status": last_status})
+
+    # ------------------------------------------------------------------ idempotency
+
+    def idempotency_begin(self, actor: str, key: str, method: str, path: str, request_hash: str, *,
+                          now: datetime | None = None) -> IdempotencyState:
+        """Reserve ``key`` for this request, or say what an earlier use of it was."""
+        now = self._now(now)
+        with self._write() as tx:
+            row = tx.conn.execute(
+                select(idempotency_keys).where(idempotency_keys.c.actor == actor, idempotency_keys.c.key == key)
+            ).first()
+            if row is None:
+                tx.conn.execute(insert(idempotency_keys).values(
+                    key=key, actor=actor, method=method, path=path, request_hash=request_hash, created_at=now))
+                return IdempotencyState("new")
+        if row.method != method or row.path != path or row.request_hash != request_hash:
+            return IdempotencyState("mismatch")
+        if row.response_status is None:
+            return IdempotencyState("in_progress")
+        return IdempotencyState("replay", row.response_status, row.response_body)
+
+    def idempotency_complete(self, actor: str, key: str, status: int, body: str) -> None:
+        with self._write() as tx:
+            tx.conn.execute(
+                update(idempotency_keys)
+                .where(idempotency_keys.c.actor == actor, idempotency_keys.c.key == key)
+                .values(response_status=status, response_body=body)
+            )
+
+    def idempotency_abandon(self, actor: str, key: str) -> None:
+        """Forget a reservation whose request failed unexpectedly, so the client may retry."""
+        with self._write() as tx:
+            tx.conn.execute(
+                idempotency_keys.delete().where(
+                    idempotency_keys.c.actor == actor, idempotency_keys.c.key == key,
+                    idempotency_keys.c.response_status.is_(None),
+                )
+            )
+
+
+def _webhook_payload(event_name: str, case: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "event": event_name,
+        "case_id": case["case_id"],
+        "application_id": case["application_id"],
+        "status": case["status"],
+        "final_decision": case["final_decision"],
+        "decided_at": case["decided_at"],
+        "decision": {k: record[k] for k in ("decision_id", "reviewer", "reviewer_role", "decision", "reason_codes",
+                                            "note", "stage", "is_override", "override_direction", "decided_at")},
+        "case": {k: case[k] for k in ("pd", "score_band", "amount", "model_version", "policy_version", "policy_rule",
+                                      "model_recommendation", "requires_four_eyes", "source")},
+    }
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, a busy timeout, foreign keys; and our own BEGIN (IMMEDIATE for writes)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # noqa: ANN001
+        dbapi_connection.isolation_level = None  # let the "begin" hook below issue BEGIN
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # noqa: ANN001
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("aios_write") else "BEGIN")
