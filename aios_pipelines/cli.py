@@ -110,12 +110,79 @@ def cmd_demo(args: argparse.Namespace) -> int:
         run_job("retrain_credit_model")
         print(f"[5/5] scoring every application with the champion and routing it through the policy")
         run_job("score_applications", first_day=span[0], last_day=span[1])
+        _demo_review(paths, span)
+        if args.drift_from:
+            _demo_monitoring(paths, span, date.fromisoformat(args.drift_from))
     except JobFailedError as exc:
         print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
         return 1
 
     print_summary(paths, home, time.perf_counter() - started)
     return 0
+
+
+DEMO_MONITOR_DAYS_BEFORE_DRIFT = 14
+DEMO_SIMULATED_REVIEWS = 1500
+
+
+def _demo_review(paths, span: tuple[date, date]) -> None:
+    """Publish referrals to the review store, let simulated underwriters work part of the
+    queue, and copy their decisions back, so the analytics have human decisions to read."""
+    from aios_pipelines.defs.runner import run_job
+    from aios_pipelines.review.store import ReviewStore
+    from aios_pipelines.synthetic.reviewers import simulate_reviews
+
+    print(f"[review] publishing referrals to the review store ({paths.review_store})")
+    run_job("publish_review_cases", first_day=span[0], last_day=span[1])
+    done = simulate_reviews(ReviewStore.for_paths(paths).create_all(), max_cases=DEMO_SIMULATED_REVIEWS)
+    print(
+        f"  simulated underwriters decided {done['decided']} cases ({done['second_reviews']} second reviews, "
+        f"{done['info_requested']} waiting for information); the rest stay open in the inbox"
+    )
+    run_job("copy_review_decisions")
+
+
+def _demo_monitoring(paths, span: tuple[date, date], drift_from: date) -> None:
+    """Monitor the days around the drift, evaluate the retraining triggers once, and retrain
+    if one fires (what the retraining_trigger_sensor does under the Dagster daemon)."""
+    from aios_pipelines.defs.runner import run_job
+    from aios_pipelines.monitoring.snapshot import champion_facts, load_snapshot
+    from aios_pipelines.monitoring.triggers import evaluate_triggers, load_trigger_config, run_tags
+    from aios_pipelines.storage.warehouse import Warehouse
+
+    first = max(span[0], min(drift_from, span[1]) - timedelta(days=DEMO_MONITOR_DAYS_BEFORE_DRIFT))
+    print(f"[monitoring] drift (Evidently), stability and performance of {first} .. {span[1]} against the champion, "
+          "and the risk report")
+    run_job("monitor_applications", first_day=first, last_day=span[1])
+    print("[retraining triggers] evaluating the configured triggers on the monitoring tables")
+    registry = _registry(paths)
+    champion = registry.champion()
+    triggers = evaluate_triggers(load_snapshot(Warehouse(paths.warehouse), champion_facts(registry)), load_trigger_config())
+    if not triggers:
+        print("  no trigger fires: the champion stays")
+        return
+    for trigger in triggers:
+        print(f"  trigger {trigger.name} fired: {trigger.evidence.get('rule', '')}")
+    run_job("retrain_credit_model", tags=run_tags(triggers))
+    latest = registry.list_versions()[0]
+    print(f"  retrained because of {', '.join(t.name for t in triggers)}: v{latest.version} "
+          f"{latest.tags.get('gate_decision', '?')} by the promotion gate ({latest.tags.get('gate_reason', '')})")
+    now = registry.champion()
+    print(f"  champion: v{champion.version if champion else '-'} -> v{now.version if now else '-'}; the retrained model "
+          "learns only from matured outcomes, so it cannot see the drifted days until their outcomes mature")
+
+
+def _print_monitoring_summary(warehouse, paths) -> None:
+    from aios_pipelines.monitoring.snapshot import day_ranges, drift_by_day, drift_status
+
+    days = drift_status(drift_by_day(warehouse))
+    if days.is_empty():
+        return
+    red = days.filter(days["status"] == "error")["day"].to_list()
+    amber = days.filter(days["status"] == "warn")["day"].to_list()
+    print(f"  drift monitored on {days.height} days ({days['day'].min()} .. {days['day'].max()}); "
+          f"turned red on {day_ranges(red)}" + (f"; amber on {day_ranges(amber)}" if amber else ""))
+    print(f"  risk report: {paths.reports / 'risk_report.html'}  (drift reports per day in {paths.reports / 'drift'})")
 
 
 def print_summary(paths, home: Path, seconds: float) -> None:
@@ -144,6 +211,7 @@ def print_summary(paths, home: Path, seconds: float) -> None:
         )
         total = max(sum(mix["n"]), 1)
         print("  decision mix: " + ", ".join(f"{d} {n:,} ({n / total:.0%})" for d, n in mix.iter_rows()))
+    _print_monitoring_summary(warehouse, paths)
     print("\nWhere to look")
     print(f"  Dagster UI:  DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml   (or: make dev)")
     print(f"  warehouse:   {paths.warehouse}   (duckdb -readonly, or notebooks/)")
@@ -151,6 +219,12 @@ def print_summary(paths, home: Path, seconds: float) -> None:
     print(f"  reports:     {paths.reports}")
     print(f"  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {paths.mlflow_tracking_uri}")
     print("  a decision:  .venv/bin/aios explain <application_id>")
+    if paths.review_store.exists():
+        from aios_pipelines.review.store import ReviewStore
+
+        counts = ReviewStore.for_paths(paths).status_counts()
+        print(f"  review inbox: {counts.get('open', 0):,} open cases; `.venv/bin/aios users add me --role underwriter` "
+              "prints a token, `make dev` serves the inbox on http://127.0.0.1:8000")
 
 
 def _registry(paths):
@@ -189,18 +263,40 @@ def cmd_paths(args: argparse.Namespace) -> int:
 
 
 def cmd_dev(args: argparse.Namespace) -> int:
-    """Start the Dagster UI (webserver, daemon, code server) on this data directory."""
+    """Start the Dagster UI (webserver, daemon, code server) and the review service."""
+    import signal
+    import subprocess
+
     from aios_pipelines.defs.instance import dagster_home
     from aios_pipelines.settings import PROJECT_ROOT
 
     paths = _paths()
     env = dict(os.environ, DAGSTER_HOME=str(dagster_home(paths)), AIOS_HOME=str(paths.home))
-    dagster = Path(sys.executable).with_name("dagster")
-    command = [str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host, "-p", str(args.port)]
-    print(f"Dagster UI on http://{args.host}:{args.port}  (DAGSTER_HOME={env['DAGSTER_HOME']})", flush=True)
-    os.chdir(PROJECT_ROOT)
-    os.execve(command[0], command, env)
-    return 0  # not reached
+    bin_dir = Path(sys.executable).parent
+    dagster = [str(bin_dir / "dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host,
+               "-p", str(args.port)]
+    review = [str(bin_dir / "aios"), "review", "serve", "--host", args.host, "--port", str(args.review_port)]
+    print(f"Dagster UI      http://{args.host}:{args.port}   (DAGSTER_HOME={env['DAGSTER_HOME']})", flush=True)
+    print(f"review service  http://{args.host}:{args.review_port}   (aios users add NAME --role underwriter)", flush=True)
+    children = [
+        subprocess.Popen(dagster, env=env, cwd=PROJECT_ROOT, start_new_session=True),
+        subprocess.Popen(review, env=env, cwd=PROJECT_ROOT, start_new_session=True),
+    ]
+    try:
+        while all(child.poll() is None for child in children):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in children:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(child.pid, signal.SIGKILL)
+    return max((child.returncode or 0) for child in children)
 
 
 def cmd_model(args: argparse.Namespace) -> int:
@@ -333,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser("dev", help="start the Dagster UI on this data directory")
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument("--review-port", type=int, default=8000)
     dev.set_defaults(func=cmd_dev)
 
     model = sub.add_parser("model", help="the model registry: list, promote, rollback, history")

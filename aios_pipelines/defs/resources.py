@@ -54,6 +54,17 @@ class ReportsResource(dg.ConfigurableResource):
         return path
 
 
+class ReviewStoreResource(dg.ConfigurableResource):
+    """The operational review store (SQLite in WAL mode by default, PostgreSQL by URL)."""
+
+    url: str
+
+    def get(self):
+        from aios_pipelines.review.store import ReviewStore
+
+        return ReviewStore(self.url).create_all()
+
+
 def default_resources(paths: AiosPaths | None = None) -> dict[str, dg.ConfigurableResource]:
     from aios_pipelines.policy.policy import policy_path
 
@@ -67,6 +78,9 @@ def default_resources(paths: AiosPaths | None = None) -> dict[str, dg.Configurab
             artifact_location=paths.mlflow_artifact_uri,
         ),
         "policy": PolicyResource(policy_path=str(policy_path()), control_dir=str(paths.control)),
+        "review_store": ReviewStoreResource(
+            url=os.environ.get("AIOS_REVIEW_STORE_URL", f"sqlite:///{paths.review_store.as_posix()}")
+        ),
     }
 
 

@@ -975,6 +975,22 @@ class ReviewStore:
         with self._read() as conn:
             return [_row(r) for r in conn.execute(query)]
 
+    def all_cases(self) -> list[dict[str, Any]]:
+        """Every case as it stands now (for the warehouse copy), oldest first."""
+        with self._read() as conn:
+            return [_row(r) for r in conn.execute(select(cases).order_by(cases.c.created_at, cases.c.case_id))]
+
+    def events_since(self, cursor: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Case events with ``event_id > cursor`` in order (events are never updated or deleted)."""
+        query = select(review_events).where(review_events.c.event_id > int(cursor)).order_by(review_events.c.event_id)
+        with self._read() as conn:
+            return [_row(r) for r in conn.execute(query.limit(max(1, int(limit))))]
+
+    def last_decision_seq(self) -> int:
+        with self._read() as conn:
+            value = conn.execute(select(func.max(decisions.c.seq))).scalar()
+        return int(value or 0)
+
     # ------------------------------------------------------------------ audit
 
     def audit_entries(self, *, entity: str | None = None, entity_id: str | None = None,

@@ -147,6 +147,34 @@ class Warehouse:
                 raise
         return {table: frame.height for table, frame in frames.items()}
 
+    def sync_tables(
+        self,
+        replace: dict[str, pl.DataFrame] | None = None,
+        upsert: dict[str, tuple[pl.DataFrame, str]] | None = None,
+    ) -> None:
+        """In ONE transaction: replace whole tables, and upsert rows by a key column (rows
+        whose key is already stored are replaced, so copying the same rows twice never
+        duplicates them)."""
+        with self.connect() as con:
+            con.execute("begin transaction")
+            try:
+                for i, (table, frame) in enumerate((replace or {}).items()):
+                    view = f"replacement_{i}"
+                    con.register(view, frame.to_arrow())
+                    con.execute(f"create or replace table {quote_identifier(table)} as select * from {view}")
+                for i, (table, (frame, key)) in enumerate((upsert or {}).items()):
+                    name, view = quote_identifier(table), f"upserted_{i}"
+                    con.register(view, frame.to_arrow())
+                    con.execute(f"create table if not exists {name} as select * from {view} limit 0")
+                    con.execute(
+                        f"delete from {name} where {quote_identifier(key)} in (select {quote_identifier(key)} from {view})"
+                    )
+                    con.execute(f"insert into {name} by name select * from {view}")
+                con.execute("commit")
+            except BaseException:
+                con.execute("rollback")
+                raise
+
     def replace_table(self, table: str, frame: pl.DataFrame) -> int:
         """Replace a whole (unpartitioned) table atomically."""
         name = quote_identifier(table)

@@ -1,0 +1,230 @@
+"""The pipeline's two doors into the review store: publish routed cases, copy decisions out."""
+
+from datetime import datetime, timezone
+
+import dagster as dg
+import polars as pl
+
+from aios_pipelines.defs.metadata import markdown_table, partition_days
+from aios_pipelines.defs.partitions import daily_partitions
+from aios_pipelines.defs.resources import LandingResource, PolicyResource, ReviewStoreResource, WarehouseResource
+from aios_pipelines.features.build import APPLICATION_DATE, APPLICATION_ID
+
+REVIEW_GROUP = "review"
+
+
+@dg.asset(
+    group_name=REVIEW_GROUP,
+    kinds={"sqlite"},
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=["scored_applications"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "check_completeness_every_referral_has_a_case",
+            asset="review_queue",
+            blocking=True,
+            description="Every application the policy routed to review has exactly one case in the review store.",
+        )
+    ],
+)
+def review_queue(
+    context: dg.AssetExecutionContext,
+    landing: LandingResource,
+    warehouse: WarehouseResource,
+    policy: PolicyResource,
+    review_store: ReviewStoreResource,
+):
+    """Cases in the review store for the applications routed to human review (published once:
+    re-running a day publishes nothing twice)."""
+    from aios_pipelines.review.publish import case_rows_from_scored
+
+    store = review_store.get()
+    days = partition_days(context)
+    wh = warehouse.get()
+    scored = wh.query(
+        f"select * from scored_applications where action = 'review' and {APPLICATION_DATE} in (select unnest(?::date[]))",
+        [days],
+    )
+    id_column = landing.contract().applications.id_column.name
+    applications = wh.query(
+        f'select * from raw_applications where "{id_column}" in (select unnest(?::varchar[]))',
+        [scored[APPLICATION_ID].to_list()],
+    )
+    by_id = {str(row[id_column]): row for row in applications.iter_rows(named=True)}
+    rows = case_rows_from_scored(scored.to_dicts(), by_id, policy=policy.policy())
+    published = store.publish_cases(rows, actor=f"dagster:{context.run_id[:8]}")
+    present = sum(1 for row in rows if store.get_case_by_application(row["application_id"]) is not None)
+    counts = store.status_counts()
+    yield dg.MaterializeResult(
+        metadata={
+            "routed_to_review": len(rows),
+            "newly_published": published,
+            "already_in_store": len(rows) - published,
+            "four_eyes_cases": sum(1 for r in rows if r["requires_four_eyes"]),
+            "blind_review_cases": sum(1 for r in rows if r["blind_review"]),
+            "store_status_counts": dg.MetadataValue.json(counts),
+            "review_store": dg.MetadataValue.text(repr(store)),
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name="check_completeness_every_referral_has_a_case",
+        passed=present == len(rows),
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"referrals": len(rows), "cases_found": present},
+    )
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "review_cases",
+            group_name=REVIEW_GROUP,
+            kinds={"duckdb"},
+            deps=["review_queue"],
+            description="Every review case as it stands in the review store (one row per case).",
+        ),
+        dg.AssetSpec(
+            "human_decisions",
+            group_name=REVIEW_GROUP,
+            kinds={"duckdb"},
+            deps=["review_queue"],
+            description="Every human decision, copied incrementally from the review store (one row per decision).",
+        ),
+        dg.AssetSpec(
+            "review_events",
+            group_name=REVIEW_GROUP,
+            kinds={"duckdb"},
+            deps=["review_queue"],
+            description="Every event in a case's life: created, claimed, released, decided, escalated...",
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "check_consistency_decisions_copied",
+            asset="human_decisions",
+            blocking=True,
+            description="The warehouse holds every decision the review store holds, each once.",
+        ),
+        dg.AssetCheckSpec(
+            "check_integrity_audit_chain",
+            asset="human_decisions",
+            description="The review store's hash-chained audit log verifies.",
+        ),
+    ],
+    pool="warehouse",
+)
+def review_copies(context: dg.AssetExecutionContext, warehouse: WarehouseResource, review_store: ReviewStoreResource):
+    """Copy what humans did into the warehouse: new decisions and events incrementally (by the
+    store's own sequence numbers, so a re-run or a crash mid-copy never duplicates), and a fresh
+    snapshot of the cases."""
+    from aios_pipelines.review.warehouse_copy import cases_table, decisions_table, events_table
+
+    store = review_store.get()
+    wh = warehouse.get()
+    decision_cursor = wh.scalar("select max(copied_cursor) from human_decisions") if wh.table_exists("human_decisions") else None
+    event_cursor = wh.scalar("select max(event_id) from review_events") if wh.table_exists("review_events") else None
+    new_decisions = store.decisions_since(int(decision_cursor or 0), limit=1_000_000)
+    new_events = store.events_since(int(event_cursor or 0), limit=1_000_000)
+    claim_events = [e for e in store.events_since(0, limit=10_000_000) if e["event_type"] == "claimed"] if new_decisions else []
+    cases = cases_table(store.all_cases())
+    decisions = decisions_table(new_decisions, claim_events)
+    events = events_table(new_events)
+    wh.sync_tables(
+        replace={"review_cases": cases},
+        upsert={"human_decisions": (decisions, "decision_id"), "review_events": (events, "event_id")},
+    )
+
+    stored = wh.query("select count(*) as n, count(distinct decision_id) as d from human_decisions").row(0)
+    in_store = store.last_decision_seq()
+    copied_up_to = wh.scalar("select coalesce(max(copied_cursor), 0) from human_decisions")
+    chain_ok, first_bad = store.verify_audit_chain()
+    overrides = decisions.filter(pl.col("is_override")).height if decisions.height else 0
+    yield dg.MaterializeResult(
+        asset_key="review_cases",
+        metadata={"dagster/row_count": cases.height, "by_status": markdown_table(
+            cases.group_by("status").len("cases").sort("status") if cases.height else pl.DataFrame())},
+    )
+    yield dg.MaterializeResult(
+        asset_key="human_decisions",
+        metadata={
+            "dagster/row_count": stored[0],
+            "new_decisions": decisions.height,
+            "new_overrides": overrides,
+            "copied_up_to_seq": int(copied_up_to),
+            "preview": markdown_table(decisions.select("case_id", "reviewer", "decision", "is_override", "decided_at").head(8)),
+        },
+    )
+    yield dg.MaterializeResult(asset_key="review_events", metadata={"new_events": events.height})
+    yield dg.AssetCheckResult(
+        asset_key="human_decisions",
+        check_name="check_consistency_decisions_copied",
+        passed=stored[0] == stored[1] and int(copied_up_to) == in_store,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"rows": stored[0], "distinct_decisions": stored[1], "store_last_seq": in_store,
+                  "copied_up_to_seq": int(copied_up_to)},
+    )
+    yield dg.AssetCheckResult(
+        asset_key="human_decisions",
+        check_name="check_integrity_audit_chain",
+        passed=chain_ok,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"first_bad_seq": first_bad if first_bad is not None else -1},
+    )
+
+
+publish_review_cases = dg.define_asset_job(
+    "publish_review_cases",
+    selection=dg.AssetSelection.assets("review_queue"),
+    partitions_def=daily_partitions,
+    executor_def=dg.in_process_executor,
+    description="Publish the day's referrals into the review store.",
+)
+
+copy_review_decisions = dg.define_asset_job(
+    "copy_review_decisions",
+    selection=dg.AssetSelection.assets("review_cases", "human_decisions", "review_events"),
+    executor_def=dg.in_process_executor,
+    description="Copy new human decisions, case states and events from the review store into the warehouse.",
+)
+
+
+@dg.op(description="Escalate undecided cases past their due time; retry undelivered webhooks.")
+def sweep_review_sla(context: dg.OpExecutionContext, review_store: ReviewStoreResource) -> None:
+    from aios_pipelines.review.webhooks import WebhookDispatcher
+
+    store = review_store.get()
+    escalated = store.escalate_overdue(datetime.now(timezone.utc))
+    delivered = WebhookDispatcher(store).deliver_pending()
+    context.log.info(
+        f"escalated {len(escalated)} overdue case(s); webhooks delivered {sum(delivered.values())} of {len(delivered)} pending"
+    )
+
+
+@dg.job(executor_def=dg.in_process_executor, description="SLA sweep of the review store.")
+def sweep_review_slas():
+    sweep_review_sla()
+
+
+review_sla_schedule = dg.ScheduleDefinition(
+    name="review_sla_every_15_minutes",
+    job=sweep_review_slas,
+    cron_schedule="*/15 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Escalates overdue review cases and retries webhook deliveries.",
+)
+
+
+@dg.sensor(
+    job=copy_review_decisions,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Copies decisions into the warehouse when reviewers have decided something new.",
+)
+def review_decisions_sensor(context: dg.SensorEvaluationContext, review_store: ReviewStoreResource):
+    last = review_store.get().last_decision_seq()
+    seen = int(context.cursor or 0)
+    if last <= seen:
+        return dg.SkipReason(f"no new decisions since seq {seen}")
+    context.update_cursor(str(last))
+    return dg.RunRequest(run_key=f"decisions-up-to-{last}", tags={"aios/trigger": "new_human_decisions"})
