@@ -1,0 +1,189 @@
+"""The pipeline's side of the review plane: publish referrals once, copy decisions out once."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from aios_pipelines.defs.resources import (
+    LandingResource,
+    PolicyResource,
+    ReviewStoreResource,
+    WarehouseResource,
+)
+from aios_pipelines.defs.review.assets import (
+    review_copies,
+    review_decisions_sensor,
+    review_queue,
+    sweep_review_slas,
+)
+from aios_pipelines.policy.policy import DEFAULT_POLICY_PATH
+from aios_pipelines.review.store import ReviewStore
+from aios_pipelines.settings import DEFAULT_CONTRACT_PATH, AiosPaths
+from aios_pipelines.storage.warehouse import Warehouse
+from aios_pipelines.synthetic.generator import generate_applications
+
+DAY = date(2026, 3, 2)
+
+
+@pytest.fixture(scope="module")
+def instance():
+    with dg.instance_for_test() as inst:
+        yield inst
+
+
+@pytest.fixture()
+def home(tmp_path) -> AiosPaths:
+    """A warehouse with one day of applications and a hand-made scoring of them."""
+    paths = AiosPaths(tmp_path / "home").ensure()
+    applications, _ = generate_applications(DAY, 60, seed=5)
+    applications = applications.with_columns(pl.lit(DAY).alias("landing_date"))
+    n = applications.height
+    scored = pl.DataFrame(
+        {
+            "application_id": applications["application_id"],
+            "application_date": [DAY] * n,
+            "pd": [0.02 + 0.3 * (i % 10) / 10 for i in range(n)],
+            "score_band": ["C"] * n,
+            "model_version": ["1"] * n,
+            "decision_source": ["model"] * n,
+            "confidence": [0.5] * n,
+            "reason_features": [["bureau_score"]] * n,
+            "reason_codes": [["R07"]] * n,
+            "reason_texts": [["Credit bureau score is low"]] * n,
+            "quality_flags": [[]] * n,
+            "action": ["review" if i % 3 else "auto_approve" for i in range(n)],
+            "policy_rule": ["review:grey_zone"] * n,
+            "policy_hard_rule": [None] * n,
+            "requires_four_eyes": [i % 7 == 1 for i in range(n)],
+            "review_priority": ["normal"] * n,
+            "review_due_hours": [48] * n,
+            "policy_version": ["2026.11.1"] * n,
+        },
+        schema_overrides={"quality_flags": pl.List(pl.String), "policy_hard_rule": pl.String},
+    )
+    wh = Warehouse(paths.warehouse)
+    wh.replace_partitions("raw_applications", applications, "landing_date", [DAY])
+    wh.replace_partitions("scored_applications", scored, "application_date", [DAY])
+    return paths
+
+
+def resources(paths: AiosPaths) -> dict:
+    return {
+        "warehouse": WarehouseResource(path=str(paths.warehouse)),
+        "landing": LandingResource(landing_dir=str(paths.landing), contract_path=str(DEFAULT_CONTRACT_PATH)),
+        "policy": PolicyResource(policy_path=str(DEFAULT_POLICY_PATH), control_dir=str(paths.control)),
+        "review_store": ReviewStoreResource(url=f"sqlite:///{paths.review_store}"),
+    }
+
+
+def referrals(paths: AiosPaths) -> int:
+    return Warehouse(paths.warehouse).scalar("select count(*) from scored_applications where action = 'review'")
+
+
+def test_publishing_a_day_twice_publishes_each_referral_once(home, instance):
+    first = dg.materialize([review_queue], partition_key=DAY.isoformat(), resources=resources(home), instance=instance)
+    again = dg.materialize([review_queue], partition_key=DAY.isoformat(), resources=resources(home), instance=instance)
+    assert first.success and again.success
+    store = ReviewStore.for_paths(home)
+    assert len(store.all_cases()) == referrals(home) == 40
+    meta = again.asset_materializations_for_node("review_queue")[0].metadata
+    assert meta["newly_published"].value == 0 and meta["already_in_store"].value == 40
+    assert all(e.passed for e in again.get_asset_check_evaluations())
+
+
+def _decide_some(store: ReviewStore, count: int, start: int = 0) -> None:
+    try:
+        store.get_user("ana")
+    except Exception:
+        store.add_user("ana", "underwriter")
+    open_cases = [c for c in store.list_cases(status="open") if not c["requires_four_eyes"]]
+    for case in open_cases[start:start + count]:
+        decision = case["model_recommendation"]
+        store.decide(case["case_id"], "ana", decision, ["R07"] if decision == "decline" else None)
+
+
+def test_decisions_are_copied_once_and_incrementally(home, instance):
+    res = resources(home)
+    assert dg.materialize([review_queue], partition_key=DAY.isoformat(), resources=res, instance=instance).success
+    store = ReviewStore.for_paths(home)
+    _decide_some(store, 5)
+    assert dg.materialize([review_copies], resources=res, instance=instance).success
+    wh = Warehouse(home.warehouse)
+    first = wh.query("select * from human_decisions order by copied_cursor")
+    assert first.height == 5 and first["decision_id"].n_unique() == 5
+    assert first["claimed_at"].null_count() == 0
+
+    # nothing new: a re-run changes nothing
+    assert dg.materialize([review_copies], resources=res, instance=instance).success
+    assert wh.query("select * from human_decisions order by copied_cursor").equals(first)
+
+    _decide_some(store, 3)
+    result = dg.materialize([review_copies], resources=res, instance=instance)
+    assert result.success
+    assert wh.scalar("select count(*) from human_decisions") == 8
+    assert wh.scalar("select count(distinct decision_id) from human_decisions") == 8
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"check_consistency_decisions_copied": True, "check_integrity_audit_chain": True}
+    cases = wh.query("select status, count(*) as n from review_cases group by 1")
+    assert dict(cases.iter_rows())["decided"] == 8
+
+
+def test_a_copy_that_fails_half_way_stores_nothing_and_the_next_one_catches_up(home, instance, monkeypatch):
+    res = resources(home)
+    assert dg.materialize([review_queue], partition_key=DAY.isoformat(), resources=res, instance=instance).success
+    store = ReviewStore.for_paths(home)
+    _decide_some(store, 2)
+    assert dg.materialize([review_copies], resources=res, instance=instance).success
+    _decide_some(store, 2)
+
+    import aios_pipelines.review.warehouse_copy as copy_module
+
+    real = copy_module.events_table
+
+    def broken_events_table(events):
+        frame = real(events)
+        # events are written after the decisions in the same transaction: a bad event row
+        # (not an integer id) fails the insert after the new decisions went in
+        return frame.with_columns(pl.lit("not-a-number").alias("event_id"))
+
+    monkeypatch.setattr(copy_module, "events_table", broken_events_table)
+    failed = dg.materialize([review_copies], resources=res, instance=instance, raise_on_error=False)
+    assert not failed.success
+    wh = Warehouse(home.warehouse)
+    assert wh.scalar("select count(*) from human_decisions") == 2
+    assert wh.scalar("select count(*) from review_cases where status = 'decided'") == 2
+
+    monkeypatch.setattr(copy_module, "events_table", real)
+    assert dg.materialize([review_copies], resources=res, instance=instance).success
+    assert wh.scalar("select count(*) from human_decisions") == 4
+
+
+def test_sensor_fires_once_per_new_decisions(home, instance):
+    res = resources(home)
+    assert dg.materialize([review_queue], partition_key=DAY.isoformat(), resources=res, instance=instance).success
+    store_resource = res["review_store"]
+    context = dg.build_sensor_context(instance=instance, resources={"review_store": store_resource})
+    assert isinstance(review_decisions_sensor(context), dg.SkipReason)
+    _decide_some(ReviewStore.for_paths(home), 2)
+    request = review_decisions_sensor(context)
+    assert isinstance(request, dg.RunRequest) and request.run_key.startswith("decisions-up-to-")
+    assert isinstance(review_decisions_sensor(context), dg.SkipReason)
+
+
+def test_sla_sweep_escalates_overdue_cases(home, instance):
+    res = resources(home)
+    store = ReviewStore.for_paths(home).create_all()
+    past = datetime.now(timezone.utc) - timedelta(days=3)
+    store.publish_cases(
+        [{"application_id": "APP-overdue", "application_date": DAY, "priority": "high", "due_hours": 8,
+          "requires_four_eyes": False, "pd": 0.2, "model_recommendation": "decline", "blind_review": False,
+          "reasons": [], "quality_flags": [], "applicant_summary": {}, "source": "batch"}],
+        now=past,
+    )
+    result = sweep_review_slas.execute_in_process(resources={"review_store": res["review_store"]}, instance=instance)
+    assert result.success
+    assert store.get_case_by_application("APP-overdue")["status"] == "escalated"
