@@ -122,7 +122,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 DEMO_MONITOR_DAYS_BEFORE_DRIFT = 14
-DEMO_SIMULATED_REVIEWS = 1500
+DEMO_SIMULATED_REVIEWS = 800
 
 
 def _demo_review(paths, span: tuple[date, date]) -> None:
@@ -136,10 +136,12 @@ def _demo_review(paths, span: tuple[date, date]) -> None:
     run_job("publish_review_cases", first_day=span[0], last_day=span[1])
     done = simulate_reviews(ReviewStore.for_paths(paths).create_all(), max_cases=DEMO_SIMULATED_REVIEWS)
     print(
-        f"  simulated underwriters decided {done['decided']} cases ({done['second_reviews']} second reviews, "
-        f"{done['info_requested']} waiting for information); the rest stay open in the inbox"
+        f"  SIMULATION: demo underwriters decided {done['decided']} cases through the task API "
+        f"({done['second_reviews']} second reviews, {done['info_requested']} waiting for information); "
+        "the rest stay open in the inbox"
     )
     run_job("copy_review_decisions")
+    run_job("record_audit_checkpoint")
 
 
 def _demo_monitoring(paths, span: tuple[date, date], drift_from: date) -> None:
@@ -401,6 +403,52 @@ def cmd_users(args: argparse.Namespace) -> int:
     return 0
 
 
+def _recorded_checkpoints(paths):
+    """Checkpoints from the warehouse table and from Dagster's event log, where they exist."""
+    from aios_pipelines.review.checkpoints import Checkpoint
+    from aios_pipelines.storage.warehouse import Warehouse
+
+    found = []
+    warehouse = Warehouse(paths.warehouse)
+    if warehouse.table_exists("audit_checkpoints"):
+        for seq, head, at in warehouse.query(
+            "select head_seq, head_hash, recorded_at from audit_checkpoints where chain_verified"
+        ).iter_rows():
+            found.append(Checkpoint(int(seq), str(head), str(at), "warehouse"))
+    from aios_pipelines.defs.instance import dagster_home
+
+    if (dagster_home(paths) / "history").exists():
+        import dagster as dg
+
+        from aios_pipelines.defs.instance import get_instance
+
+        records = get_instance(paths).fetch_materializations(dg.AssetKey("audit_checkpoint"), limit=100_000).records
+        for record in records:
+            metadata = record.asset_materialization.metadata if record.asset_materialization else {}
+            if "head_seq" in metadata and metadata.get("chain_verified") and metadata["chain_verified"].value:
+                found.append(
+                    Checkpoint(int(metadata["head_seq"].value), str(metadata["head_hash"].value),
+                               f"{record.timestamp:.0f}", "dagster run " + record.run_id[:8])
+                )
+    return found
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from aios_pipelines.review.checkpoints import verify_audit
+
+    paths = _paths()
+    store = _review_store(args.store_url)
+    checkpoints = _recorded_checkpoints(paths)
+    report = verify_audit(store, [c for c in checkpoints])
+    if report.ok:
+        print(f"audit log verifies: {report.entries} entries, checked against {report.checkpoints_checked} checkpoint(s)")
+        return 0
+    print(f"AUDIT LOG DOES NOT VERIFY (first bad entry: {report.first_bad_seq})", file=sys.stderr)
+    for problem in report.problems:
+        print(f"  - {problem}", file=sys.stderr)
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aios", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -474,6 +522,12 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--role", required=True, choices=["underwriter", "senior_underwriter", "risk_analyst", "admin"])
     add.add_argument("--store-url", help="SQLAlchemy URL of the review store (default: SQLite under $AIOS_HOME)")
     users.set_defaults(func=cmd_users)
+
+    audit = sub.add_parser("audit", help="the review store's tamper-evident audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", help="verify the hash chain and every recorded checkpoint")
+    verify.add_argument("--store-url", help="SQLAlchemy URL of the review store (default: SQLite under $AIOS_HOME)")
+    audit.set_defaults(func=cmd_audit)
 
     paths = sub.add_parser("paths", help="print where this data directory keeps each store")
     paths.set_defaults(func=cmd_paths)

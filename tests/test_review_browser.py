@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from datetime import date
+from pathlib import Path
 
 import pytest
 import uvicorn
@@ -16,6 +17,7 @@ from selenium.webdriver.common.by import By
 from aios_pipelines.review.app import create_app
 from aios_pipelines.review.store import ReviewStore
 
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 
@@ -106,8 +108,12 @@ def test_underwriter_logs_in_claims_and_declines_with_a_reason(service, browser)
     decisions = store.case_history(case["case_id"])["decisions"]
     assert [(d["reviewer"], d["decision"], list(d["reason_codes"])) for d in decisions] == [("uma", "decline", ["R07"])]
     assert store.verify_audit_chain()[0]
-    # the page the browser landed on shows the outcome
-    assert "decided" in browser.page_source
+    # the case file shows the decision in its history; kept as a test artifact
+    browser.get(f"{base}/cases/{case['case_id']}")
+    history = browser.page_source
+    assert "decided" in history and "uma" in history and "Bureau score confirmed low" in history
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "review_case_file.png"))
 
 
 def test_pages_load_nothing_from_the_network(service, browser):

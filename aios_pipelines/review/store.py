@@ -489,6 +489,19 @@ class ReviewStore:
             tx.audit(now, actor, "user.created", "user", name, {"name": name, "role": role})
         return self.get_user(name), token
 
+    def issue_token(self, name: str, *, actor: str = "system", now: datetime | None = None) -> str:
+        """A new token for an existing user; the old one stops working at once."""
+        now = self._now(now)
+        token = "aios_" + secrets.token_urlsafe(32)
+        with self._write() as tx:
+            updated = tx.conn.execute(
+                update(users).where(users.c.name == name).values(token_hash=hash_token(token))
+            ).rowcount
+            if not updated:
+                raise NotFoundError(f"no user {name!r}")
+            tx.audit(now, actor, "user.token_issued", "user", name, {"name": name})
+        return token
+
     def get_user(self, name: str) -> User:
         with self._read() as conn:
             row = conn.execute(select(users).where(users.c.name == name)).first()

@@ -1,9 +1,13 @@
-"""Simulated underwriters working the review queue, so a demo has human decisions to analyse.
+"""SIMULATION, for the demo only: underwriters working the review queue, so that the
+analytics, monitoring and retraining downstream have human decisions to read.
 
-Deterministic for a seed. Each reviewer has a habit: how often they follow the model's
-recommendation, how long they take. One of them approves almost everything (the
-rubber-stamping the override monitoring is there to catch). Four-eyes cases get a second
-review from the senior. Decision times are simulated from each case's creation time.
+The simulated reviewers use the real task API (``POST /api/tasks/{id}/claim`` and
+``/decision`` with their own bearer tokens), in process, with a simulated clock so that the
+decision times follow each case's creation. Deterministic for a seed. Each reviewer has a
+habit: how often they follow the model's recommendation, how long they take; one approves
+almost everything (the rubber-stamping the override monitoring is there to catch). Four-eyes
+cases get a second review from the senior. Every simulated decision carries the note prefix
+"[simulated]" and the reviewers' names are listed below, so nobody mistakes them for people.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from aios_pipelines.review.store import ReviewError, ReviewStore
 
@@ -37,12 +41,27 @@ def _rng(seed: int, case_id: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
-def _ensure_users(store: ReviewStore) -> None:
+SIMULATION_NOTE = "[simulated]"
+
+
+class _SimulatedClock:
+    def __init__(self, start: datetime):
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _simulated_tokens(store: ReviewStore) -> dict[str, str]:
+    """A fresh token per simulated reviewer (issuing one retires the old one)."""
+    tokens: dict[str, str] = {}
     for reviewer in (*REVIEWERS, SENIOR):
         try:
             store.get_user(reviewer.name)
+            tokens[reviewer.name] = store.issue_token(reviewer.name, actor="demo-simulation")
         except ReviewError:
-            store.add_user(reviewer.name, reviewer.role, actor="demo")
+            tokens[reviewer.name] = store.add_user(reviewer.name, reviewer.role, actor="demo-simulation")[1]
+    return tokens
 
 
 def _choice(case: dict, reviewer: SimulatedReviewer, rng: random.Random) -> tuple[str, list[str], str | None]:
@@ -57,18 +76,35 @@ def _choice(case: dict, reviewer: SimulatedReviewer, rng: random.Random) -> tupl
             codes = ["H05", *codes][:3]
     else:
         codes = [] if follow else ["H03"]
-    note = None if follow else "Simulated reviewer: the file shows more than the model saw."
+    note = f"{SIMULATION_NOTE} agrees with the model" if follow else f"{SIMULATION_NOTE} the file shows more than the model saw"
     return decision, codes, note
 
 
 def simulate_reviews(
     store: ReviewStore, *, share: float = 0.7, seed: int = 7, info_share: float = 0.03, max_cases: int | None = None
 ) -> dict[str, int]:
-    """Decide about ``share`` of the open cases (the oldest ``max_cases`` at most); returns
-    counts of what was done."""
-    _ensure_users(store)
-    done = {"decided": 0, "second_reviews": 0, "info_requested": 0, "left_open": 0}
-    open_cases = sorted(store.list_cases(status="open", limit=1_000_000), key=lambda c: (c["application_date"], c["case_id"]))
+    """Decide about ``share`` of the open cases (the oldest ``max_cases`` at most) through the
+    task API; returns counts of what was done."""
+    from fastapi.testclient import TestClient
+
+    from aios_pipelines.review.app import create_app
+
+    clock = _SimulatedClock(datetime.now(timezone.utc))
+    simulated_store = ReviewStore(store.url, clock=clock)
+    tokens = _simulated_tokens(simulated_store)
+    client = TestClient(create_app(simulated_store, clock=clock))
+
+    def call(reviewer: str, case_id: str, action: str, at: datetime, body: dict | None = None) -> int:
+        clock.now = at
+        response = client.post(
+            f"/api/tasks/{case_id}/{action}", json=body, headers={"Authorization": f"Bearer {tokens[reviewer]}"}
+        )
+        return response.status_code
+
+    done = {"decided": 0, "second_reviews": 0, "info_requested": 0, "left_open": 0, "refused": 0}
+    open_cases = sorted(
+        simulated_store.list_cases(status="open", limit=1_000_000), key=lambda c: (c["application_date"], c["case_id"])
+    )
     for case in open_cases[:max_cases]:
         rng = _rng(seed, case["case_id"])
         if rng.random() >= share:
@@ -76,24 +112,28 @@ def simulate_reviews(
             continue
         reviewer = REVIEWERS[int(hashlib.sha256(case["case_id"].encode()).hexdigest(), 16) % len(REVIEWERS)]
         claimed_at = case["created_at"] + timedelta(minutes=rng.uniform(5, 360))
-        store.claim(case["case_id"], reviewer.name, now=claimed_at)
+        call(reviewer.name, case["case_id"], "claim", claimed_at)
         decided_at = claimed_at + timedelta(minutes=rng.expovariate(1 / reviewer.mean_minutes))
         if rng.random() < info_share:
-            store.decide(case["case_id"], reviewer.name, "request_info", note="Payslips requested", now=decided_at)
-            done["info_requested"] += 1
+            body = {"decision": "request_info", "reason_codes": [], "note": f"{SIMULATION_NOTE} payslips requested"}
+            if call(reviewer.name, case["case_id"], "decision", decided_at, body) < 300:
+                done["info_requested"] += 1
             continue
         decision, codes, note = _choice(case, reviewer, rng)
-        store.decide(case["case_id"], reviewer.name, decision, codes, note, now=decided_at)
+        status = call(reviewer.name, case["case_id"], "decision", decided_at,
+                      {"decision": decision, "reason_codes": codes, "note": note})
+        if status >= 300:
+            done["refused"] += 1
+            continue
         done["decided"] += 1
         if case.get("requires_four_eyes"):
             second_at = decided_at + timedelta(minutes=rng.expovariate(1 / SENIOR.mean_minutes))
             agree = rng.random() < SENIOR.agreement
             second = decision if agree else ("decline" if decision == "approve" else "approve")
             second_codes = codes if second == decision else (["H05"] if second == "decline" else ["H03"])
-            second_note = note if agree else "Second review disagrees with the first."
-            try:
-                store.decide(case["case_id"], SENIOR.name, second, second_codes or None, second_note, now=second_at)
+            second_note = note if agree else f"{SIMULATION_NOTE} second review disagrees with the first"
+            if call(SENIOR.name, case["case_id"], "decision", second_at,
+                    {"decision": second, "reason_codes": second_codes, "note": second_note}) < 300:
                 done["second_reviews"] += 1
-            except ReviewError:
-                pass
+    simulated_store.dispose()
     return done

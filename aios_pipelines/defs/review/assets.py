@@ -228,3 +228,69 @@ def review_decisions_sensor(context: dg.SensorEvaluationContext, review_store: R
         return dg.SkipReason(f"no new decisions since seq {seen}")
     context.update_cursor(str(last))
     return dg.RunRequest(run_key=f"decisions-up-to-{last}", tags={"aios/trigger": "new_human_decisions"})
+
+
+@dg.asset(
+    group_name=REVIEW_GROUP,
+    kinds={"duckdb"},
+    pool="warehouse",
+    deps=["review_queue"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "check_integrity_audit_chain_against_checkpoints",
+            asset="audit_checkpoint",
+            description="The audit chain verifies and still holds every earlier checkpoint's head (no truncation, no rewrite).",
+        )
+    ],
+)
+def audit_checkpoint(context: dg.AssetExecutionContext, warehouse: WarehouseResource, review_store: ReviewStoreResource):
+    """The audit chain's length and head hash, recorded outside the review store (here and in
+    the warehouse table ``audit_checkpoints``) so a truncated or rewritten chain is caught."""
+    from aios_pipelines.review.checkpoints import Checkpoint, checkpoint_row, verify_audit
+
+    store = review_store.get()
+    wh = warehouse.get()
+    earlier = (
+        [
+            Checkpoint(int(seq), str(head), str(at))
+            for seq, head, at in wh.query("select head_seq, head_hash, recorded_at from audit_checkpoints").iter_rows()
+        ]
+        if wh.table_exists("audit_checkpoints")
+        else []
+    )
+    report = verify_audit(store, earlier)
+    row = checkpoint_row(store, datetime.now(timezone.utc).replace(tzinfo=None))
+    # a broken chain is recorded (so the evidence is kept) but never as a trusted checkpoint
+    row["chain_verified"] = row["chain_verified"] and report.ok
+    wh.sync_tables(upsert={"audit_checkpoints": (pl.DataFrame([row]).with_columns(pl.col("first_bad_seq").cast(pl.Int64)), "recorded_at")})
+    yield dg.MaterializeResult(
+        metadata={
+            "head_seq": row["head_seq"],
+            "head_hash": row["head_hash"],
+            "earlier_checkpoints": len(earlier),
+            "chain_verified": report.ok,
+        }
+    )
+    yield dg.AssetCheckResult(
+        check_name="check_integrity_audit_chain_against_checkpoints",
+        passed=report.ok,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"problems": dg.MetadataValue.md("\n".join(f"- {p}" for p in report.problems) or "none"),
+                  "first_bad_seq": report.first_bad_seq if report.first_bad_seq is not None else -1},
+    )
+
+
+record_audit_checkpoint = dg.define_asset_job(
+    "record_audit_checkpoint",
+    selection=dg.AssetSelection.assets("audit_checkpoint"),
+    executor_def=dg.in_process_executor,
+    description="Record the audit chain's head outside the review store.",
+)
+
+daily_audit_checkpoint = dg.ScheduleDefinition(
+    name="daily_audit_checkpoint",
+    job=record_audit_checkpoint,
+    cron_schedule="55 23 * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Daily checkpoint of the review store's audit chain.",
+)
