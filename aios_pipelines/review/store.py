@@ -615,6 +615,11 @@ class ReviewStore:
                 "model_recommendation": r["model_recommendation"], "blind_review": r["blind_review"],
                 "policy_version": r["policy_version"], "policy_rule": r["policy_rule"],
                 "model_version": r["model_version"],
+                # what the reviewer is shown, pinned: a later change to the case's inputs shows up
+                "inputs_hash": hashlib.sha256(audit.canonical_json({
+                    "applicant_summary": r.get("applicant_summary"), "pd": r["pd"], "reasons": r.get("reasons"),
+                    "quality_flags": r.get("quality_flags"), "confidence": r.get("confidence"),
+                }).encode()).hexdigest(),
             })
 
     def publish_cases(self, rows: Iterable[Mapping[str, Any]], *, actor: str = "pipeline", now: datetime | None = None) -> int:
