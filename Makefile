@@ -9,7 +9,7 @@ export GX_ANALYTICS_ENABLED := false
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 
-.PHONY: install system-deps demo test dev bench lock clean
+.PHONY: install system-deps dbt-manifest demo test dev bench lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-demo: $(STAMP)
+# The dbt project's manifest, which the dagster-dbt assets are built from: runs `dbt parse`
+# (the project has no package dependencies, so nothing is downloaded).
+dbt-manifest: $(STAMP)
+	$(BIN)/dagster-dbt project prepare-and-package --file aios_pipelines/defs/analytics/dbt_project.py
+
+demo: $(STAMP) dbt-manifest
 	$(BIN)/aios demo
 
 # Browser tests drive Debian's Chromium; a test tool's own browser download does not work offline.
@@ -35,10 +40,10 @@ system-deps:
 	  fi; \
 	fi
 
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps dbt-manifest
 	$(BIN)/python -m pytest
 
-dev: $(STAMP)
+dev: $(STAMP) dbt-manifest
 	$(BIN)/aios dev
 
 bench: $(STAMP)

@@ -111,6 +111,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"[5/5] scoring every application with the champion and routing it through the policy")
         run_job("score_applications", first_day=span[0], last_day=span[1])
         _demo_review(paths, span)
+        print("[analytics] dbt marts (decisions, override rates, time to decision, approval funnel, override "
+              "outcomes, portfolio performance) and the workload, expected-loss and override forecasts")
+        run_job("build_analytics")
         if args.drift_from:
             _demo_monitoring(paths, span, date.fromisoformat(args.drift_from))
     except JobFailedError as exc:
@@ -147,6 +150,8 @@ def _demo_review(paths, span: tuple[date, date]) -> None:
 def _demo_monitoring(paths, span: tuple[date, date], drift_from: date) -> None:
     """Monitor the days around the drift, evaluate the retraining triggers once, and retrain
     if one fires (what the retraining_trigger_sensor does under the Dagster daemon)."""
+    import json
+
     from aios_pipelines.defs.runner import run_job
     from aios_pipelines.monitoring.snapshot import champion_facts, load_snapshot
     from aios_pipelines.monitoring.triggers import evaluate_triggers, load_trigger_config, run_tags
@@ -165,6 +170,8 @@ def _demo_monitoring(paths, span: tuple[date, date], drift_from: date) -> None:
         return
     for trigger in triggers:
         print(f"  trigger {trigger.name} fired: {trigger.evidence.get('rule', '')}")
+        details = {k: v for k, v in trigger.evidence.items() if k != "rule"}
+        print(f"    evidence: {json.dumps(details, default=str)[:300]}")
     run_job("retrain_credit_model", tags=run_tags(triggers))
     latest = registry.list_versions()[0]
     print(f"  retrained because of {', '.join(t.name for t in triggers)}: v{latest.version} "
@@ -213,6 +220,7 @@ def print_summary(paths, home: Path, seconds: float) -> None:
         )
         total = max(sum(mix["n"]), 1)
         print("  decision mix: " + ", ".join(f"{d} {n:,} ({n / total:.0%})" for d, n in mix.iter_rows()))
+    _print_approval_funnel(warehouse)
     _print_monitoring_summary(warehouse, paths)
     print("\nWhere to look")
     print(f"  Dagster UI:  DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml   (or: make dev)")
@@ -227,6 +235,22 @@ def print_summary(paths, home: Path, seconds: float) -> None:
         counts = ReviewStore.for_paths(paths).status_counts()
         print(f"  review inbox: {counts.get('open', 0):,} open cases; `.venv/bin/aios users add me --role underwriter` "
               "prints a token, `make dev` serves the inbox on http://127.0.0.1:8000")
+
+
+def _print_approval_funnel(warehouse) -> None:
+    """One line of the approval_funnel mart (built by dbt in the build_analytics job)."""
+    if not warehouse.table_exists("approval_funnel"):
+        return
+    f = warehouse.query(
+        "select sum(applications) as applications, sum(auto_approved) as auto_approved, "
+        "sum(auto_declined) as auto_declined, sum(referred_to_review) as referred, sum(reviewed) as reviewed, "
+        "sum(approved) as approved, sum(declined) as declined, sum(pending) as pending from approval_funnel"
+    ).row(0, named=True)
+    if not f["applications"]:
+        return
+    print(f"  approval funnel: {f['applications']:,} applications -> {f['auto_approved']:,} auto-approved, "
+          f"{f['auto_declined']:,} auto-declined, {f['referred']:,} referred ({f['reviewed']:,} reviewed, "
+          f"{f['pending']:,} pending) -> {f['approved']:,} approved, {f['declined']:,} declined")
 
 
 def _registry(paths):

@@ -134,7 +134,9 @@ def test_demo_end_to_end_then_explain_and_list(home, capsys):
     assert scored == warehouse.scalar("select count(*) from application_features") > 0
     # the runs went to the Dagster instance inside AIOS_HOME, where `dagster dev` will show them
     with dg.DagsterInstance.from_config(str(paths.dagster_home)) as instance:
-        assert len(instance.get_runs()) == 4
+        jobs = {run.job_name for run in instance.get_runs()}
+    assert {"ingest_applications", "ingest_loan_outcomes", "retrain_credit_model", "score_applications",
+            "publish_review_cases", "copy_review_decisions", "build_analytics"} <= jobs
 
     registry = ModelRegistry(default_registry_config(paths))
     v1 = registry.get_version(1)

@@ -6,6 +6,7 @@ import polars as pl
 
 from aios_pipelines.defs.metadata import markdown_table, partition_days
 from aios_pipelines.defs.partitions import daily_partitions
+from aios_pipelines.defs.selection import own_checks_only
 from aios_pipelines.defs.resources import LandingResource, ModelRegistryResource, PolicyResource, WarehouseResource
 from aios_pipelines.features.build import APPLICATION_DATE, APPLICATION_ID
 
@@ -147,7 +148,7 @@ def scored_applications(
 
 score_applications_job = dg.define_asset_job(
     "score_applications",
-    selection=dg.AssetSelection.assets("scored_applications"),
+    selection=own_checks_only("scored_applications"),
     partitions_def=daily_partitions,
     executor_def=dg.in_process_executor,
     description="Score a day's applications with the champion and route them through the policy.",

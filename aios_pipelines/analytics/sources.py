@@ -1,0 +1,66 @@
+"""What the dbt project reads: the review tables it needs to exist, and the names of the
+contract's columns it maps to the platform's (its ``vars``). No Dagster here."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from aios_pipelines.analytics.review_tables import (
+    HUMAN_DECISIONS_SCHEMA,
+    REVIEW_CASES_SCHEMA,
+    REVIEW_EVENTS_SCHEMA,
+)
+from aios_pipelines.ingestion.contract import DataContract
+from aios_pipelines.storage.warehouse import Warehouse, quote_identifier
+
+REVIEW_TABLES: dict[str, dict[str, pl.DataType]] = {
+    "review_cases": REVIEW_CASES_SCHEMA,
+    "human_decisions": HUMAN_DECISIONS_SCHEMA,
+    "review_events": REVIEW_EVENTS_SCHEMA,
+}
+
+
+def create_missing_review_tables(warehouse: Warehouse) -> list[str]:
+    """Create, empty, each review table the warehouse lacks; return the ones created.
+
+    The review plane's assets own these tables and write them before dbt reads them. On a
+    fresh install, or before the review plane has copied anything, the marts still build:
+    every referred application is then simply pending. A table that exists is never
+    touched. The empty tables have exactly the columns and types the review plane writes
+    (created from the same polars schemas), so its first write appends to them as is.
+    """
+    created: list[str] = []
+    with warehouse.connect() as con:
+        existing = {
+            row[0]
+            for row in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'main'"
+            ).fetchall()
+        }
+        for table, schema in REVIEW_TABLES.items():
+            if table in existing:
+                continue
+            con.register("empty_review_rows", pl.DataFrame(schema=schema).to_arrow())
+            con.execute(f"create table if not exists {quote_identifier(table)} as select * from empty_review_rows")
+            con.unregister("empty_review_rows")
+            created.append(table)
+    return created
+
+
+def contract_dbt_vars(contract: DataContract) -> dict[str, str | None]:
+    """The dbt ``vars`` naming the contract's columns (see ``dbt_project/dbt_project.yml``).
+
+    A lender whose contract lacks a loan amount or a channel column gets nulls for them in
+    the marts rather than a failed build."""
+    applications, outcomes = contract.applications, contract.outcomes
+    amount = applications.by_meaning("loan_amount")
+    channel = next((c for c in applications.columns if c.name == "channel"), None)
+    return {
+        "application_id_column": applications.id_column.name,
+        "application_ts_column": applications.timestamp_column.name,
+        "loan_amount_column": amount.name if amount else None,
+        "channel_column": channel.name if channel else None,
+        "outcome_application_id_column": outcomes.id_column.name,
+        "outcome_date_column": outcomes.timestamp_column.name,
+        "outcome_target_column": outcomes.target_column.name,
+    }
