@@ -35,7 +35,7 @@ PROJECT_ROOT = BENCHMARKS_DIR.parent
 RESULTS_DIR = BENCHMARKS_DIR / "results"
 WORK_ROOT = BENCHMARKS_DIR / ".work"
 MACHINE_KEY = "machine"
-REPORTED_PACKAGES = ("polars", "duckdb", "pandas", "numpy", "pyarrow")
+REPORTED_PACKAGES = ("polars", "duckdb", "pandas", "numpy", "pyarrow", "lightgbm")
 
 
 class StageError(RuntimeError):

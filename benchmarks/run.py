@@ -1,13 +1,17 @@
-"""The benchmark harness behind ``make bench``: the data plane against plain baselines.
+"""The benchmark harness behind ``make bench``: the data plane and the model plane against
+plain baselines.
 
-    .venv/bin/python benchmarks/run.py                 # 1,000,000 applications over 10 days
-    .venv/bin/python benchmarks/run.py --quick         # 100,000: a smoke test
+    .venv/bin/python benchmarks/run.py                     # both, at 1,000,000 applications
+    .venv/bin/python benchmarks/run.py --only data_plane   # generate, ingest, features
+    .venv/bin/python benchmarks/run.py --only model_plane  # training, scoring
+    .venv/bin/python benchmarks/run.py --quick             # 100,000: a smoke test
     .venv/bin/python benchmarks/run.py --repeat 3 --profile --keep
 
 Every stage runs in a fresh subprocess (``benchmarks.harness.run_stage``) so its peak RSS is
-its own. Results are merged into ``benchmarks/results/<YYYY-MM-DD>.json`` under the key
-``data_plane`` (``data_plane_rows_<n>`` for another size) and the day's Markdown table is
-rewritten. Ratios are ours / baseline from the same run: below 1 means ours is faster.
+its own. Results are merged into ``benchmarks/results/<YYYY-MM-DD>.json`` under the keys
+``data_plane`` and ``model_plane`` (``<key>_rows_<n>`` for another size) and the day's
+Markdown table is rewritten. Ratios are ours / baseline from the same run: below 1 means
+ours is faster.
 """
 
 from __future__ import annotations
@@ -36,12 +40,35 @@ from benchmarks.harness import (  # noqa: E402
     run_stage,
     run_stage_repeated,
 )
+from aios_pipelines.modeling.training import MIN_TRAINING_DAYS, TrainingConfig  # noqa: E402
 
 BENCHMARK = "data_plane"
 DEFAULT_ROWS = 1_000_000
 QUICK_ROWS = 100_000
 STAGE_MODULE = "benchmarks.data_plane"
 FORMATS = ("csv", "parquet")
+
+MODEL_BENCHMARK = "model_plane"
+MODEL_STAGE_MODULE = "benchmarks.model_plane"
+BENCHMARKS = (BENCHMARK, MODEL_BENCHMARK)
+DEFAULT_TRAIN_DAYS = 40  # enough application days for the 14-day OOT window and early stopping
+SCORING_STAGES = (
+    # (stage name, function in benchmarks.model_plane)
+    ("predict_bare", "predict_bare"),
+    ("predict_pd", "predict_pd_stage"),
+    ("score_without_reasons", "score_without_reasons"),
+    ("score_with_reasons", "score_with_reasons"),
+    ("contrib_all_rows", "contrib_all_rows"),
+)
+PROFILED_SCORING_STAGES = ("score_without_reasons", "score_with_reasons")
+
+# benchmarks/review_plane.py: decisions/s and latency of the review service (SQLite and PostgreSQL)
+REVIEW_BENCHMARK = "review_plane"
+BENCHMARKS = (*BENCHMARKS, REVIEW_BENCHMARK)
+
+# benchmarks/online.py: POST /api/decisions at 1, 4 and 16 clients against the bare in-process cost
+ONLINE_BENCHMARK = "online"
+BENCHMARKS = (*BENCHMARKS, ONLINE_BENCHMARK)
 
 
 def _log(message: str) -> None:
@@ -57,7 +84,7 @@ def _summary(name: str, result: dict[str, Any]) -> str:
     )
 
 
-def _profile_text(profile_path: Path, title: str, limit: int = 30) -> str:
+def _profile_text(profile_path: Path, title: str, limit: int = 30, callers_of: tuple[str, ...] = ()) -> str:
     stream = io.StringIO()
     stats = pstats.Stats(str(profile_path), stream=stream)
     stats.strip_dirs()
@@ -65,6 +92,9 @@ def _profile_text(profile_path: Path, title: str, limit: int = 30) -> str:
     stats.sort_stats("cumulative").print_stats(limit)
     stream.write(f"===== {title}: by own time =====\n")
     stats.sort_stats("tottime").print_stats(limit)
+    for pattern in callers_of:
+        stream.write(f"===== {title}: callers of {pattern} =====\n")
+        stats.sort_stats("cumulative").print_callers(pattern)
     return stream.getvalue()
 
 
@@ -164,33 +194,149 @@ def run_data_plane(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {"stages": stages, "ratios": ratios, "notes": notes, "profiles": profiles}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=None, help=f"applications in total (default {DEFAULT_ROWS:,})")
-    parser.add_argument("--days", type=int, default=10, help="landing days the rows are spread over (default 10)")
-    parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows: a smoke test")
-    parser.add_argument("--repeat", type=int, default=1, help="fresh processes per stage; the median is kept")
-    parser.add_argument("--inner-repeat", type=int, default=5, help="timed calls inside a features stage")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--start", default="2026-01-01", help="first landing day (ISO date)")
-    parser.add_argument("--profile", action="store_true", help="also run ingest under cProfile and save the stats")
-    parser.add_argument("--keep", action="store_true", help="keep the work directory (landing files, DuckDB files)")
-    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
-    args = parser.parse_args(argv)
+def model_plane_train_sizes(rows: int) -> list[int]:
+    """Training-set sizes of the model plane: a tenth of ``--rows`` and all of it."""
+    return sorted({max(1, rows // 10), rows})
 
-    if args.quick and args.rows is not None:
-        parser.error("--quick and --rows are exclusive")
-    args.rows = QUICK_ROWS if args.quick else (args.rows or DEFAULT_ROWS)
-    if args.days < 1 or args.rows < args.days:
-        parser.error("--days must be at least 1 and --rows at least --days")
-    if args.repeat < 1 or args.inner_repeat < 1:
-        parser.error("--repeat and --inner-repeat must be at least 1")
-    try:
-        dt.date.fromisoformat(args.start)
-    except ValueError:
-        parser.error(f"--start must be an ISO date, got {args.start!r}")
 
-    machine = machine_info()
+def run_model_plane(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    train_sizes = model_plane_train_sizes(args.rows)
+    score_rows = args.rows
+    score_days = args.days
+    # scoring applications are new ones: the days right after the (largest) training period
+    score_start = (dt.date.fromisoformat(args.start) + dt.timedelta(days=args.train_days)).isoformat()
+    stages: dict[str, dict[str, Any]] = {}
+    ratios: dict[str, Any] = {}
+
+    def stage(name: str, function: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+        _log(f"- {name} ...")
+        result = run_stage_repeated(f"{MODEL_STAGE_MODULE}:{function}", kwargs, repeat=args.repeat)
+        stages[name] = result
+        _log(_summary(name, result))
+        return result
+
+    # Training: ours then the bare LightGBM baseline, back to back at each size.
+    models: dict[int, str] = {}
+    for rows in train_sizes:
+        models[rows] = str(work / f"model_rows_{rows}.txt")
+        common = {"rows": rows, "days": args.train_days, "seed": args.seed, "start": args.start}
+        ours = stage(f"train_rows_{rows}", "train", {**common, "model_path": models[rows]})
+        bare = stage(
+            f"train_bare_rows_{rows}",
+            "train_bare",
+            {**common, "early_stopping_start": ours["early_stopping_start"], "rounds": ours["rounds_grown"]},
+        )
+        if bare["fit_rows"] != ours["fit_rows"]:
+            raise RuntimeError(f"bare training saw {bare['fit_rows']} fit rows, ours {ours['fit_rows']}")
+        ratios[f"train_vs_bare_lightgbm_rows_{rows}"] = ratio(ours["seconds"], bare["seconds"])
+        ratios[f"train_vs_bare_lightgbm_rows_{rows}_cpu"] = ratio(ours["cpu_seconds"], bare["cpu_seconds"])
+
+    # Scoring, with the model trained on the most rows (production-sized trees).
+    model_rows = max(train_sizes)
+    scoring = {
+        "model_path": models[model_rows],
+        "rows": score_rows,
+        "days": score_days,
+        "start": score_start,
+        "seed": args.seed,
+        "repeat": args.score_repeat,
+    }
+    for name, function in SCORING_STAGES:
+        stage(name, function, scoring)
+
+    scoring_ratios = {
+        "predict_pd_vs_bare": "predict_pd",
+        "scoring_without_reasons_vs_bare": "score_without_reasons",
+        "scoring_with_reasons_vs_bare": "score_with_reasons",
+        "contrib_all_rows_vs_bare": "contrib_all_rows",
+    }
+    for measure, suffix in (("seconds", ""), ("cpu_seconds", "_cpu")):
+        for name, stage_name in scoring_ratios.items():
+            ratios[name + suffix] = ratio(stages[stage_name][measure], stages["predict_bare"][measure])
+    with_reasons = stages["score_with_reasons"]
+    ratios["share_of_rows_needing_reasons"] = with_reasons["share_needing_reasons_shipped_policy"]
+
+    notes = [
+        "Ratios are ours / baseline seconds from this run (below 1: ours is faster); *_cpu ratios are of CPU "
+        "seconds (time.process_time of the stage process over the timed part, all threads), which a busy shared "
+        "machine disturbs less than wall seconds."
+    ]
+    for rows in train_sizes:
+        ours, bare = stages[f"train_rows_{rows}"], stages[f"train_bare_rows_{rows}"]
+        notes.append(
+            f"train at {rows:,} rows over {args.train_days} days: fit {ours['fit_rows']:,}, early stopping "
+            f"{ours['early_stopping_rows']:,}, out-of-time {ours['oot_rows']:,} rows; best_iteration "
+            f"{ours['best_iteration']} of {ours['rounds_grown']} rounds grown (early stopping after "
+            f"{TrainingConfig().early_stopping_rounds} rounds without gain), OOT AUC {ours['oot_auc']}. "
+            f"train_credit_model {ours['seconds']} s vs bare lightgbm.train {bare['seconds']} s for the same "
+            f"{ours['rounds_grown']} rounds on the same {bare['fit_rows']:,} rows; the data-snapshot hash alone "
+            f"took {ours['data_hash_seconds_measured_apart']} s measured apart. rows/s of train_* is over all rows "
+            "in the training frame (hashed, sorted, split, OOT-scored); of train_bare_* over the fit rows."
+        )
+    notes.append(
+        f"scoring: {score_rows:,} new applications over {score_days} days from {score_start}, one call, with the "
+        f"model trained at {model_rows:,} rows ({stages['predict_bare'].get('trees')} trees, "
+        f"{TrainingConfig().num_leaves} leaves each); median of {args.score_repeat} calls inside one process. "
+        "Every path's PDs were checked equal to the bare predict."
+    )
+    notes.append(
+        f"reasons: the shipped policy requires them for {', '.join(with_reasons['reasons_required_for'])}; "
+        f"{with_reasons['rows_needing_reasons_shipped_policy']:,} of {score_rows:,} rows "
+        f"({100 * with_reasons['share_needing_reasons_shipped_policy']:.1f}%) needed them "
+        f"(action mix {with_reasons['action_mix']}). explain_rows alone on those rows took "
+        f"{with_reasons['explain_rows_seconds_measured_apart']} s measured apart."
+    )
+    without = stages["score_without_reasons"]
+    notes.append(
+        "score_without_reasons uses a copy of the shipped policy with reasons.required_for: [] so no row is "
+        f"explained by the model; its {without['hard_rule_declines']:,} hard-rule declines still get the rule's "
+        "own conditions as reasons (score_applications always does that for a decline without reasons)."
+    )
+    notes.append(
+        "peak RSS is the stage process's ru_maxrss and includes the interpreter, the libraries and the inputs "
+        "generated before timing (the rss_before_timed_mib field in the JSON)."
+    )
+
+    profiles: dict[str, str] = {}
+    if args.profile:
+        for name, function in SCORING_STAGES:
+            if name not in PROFILED_SCORING_STAGES:
+                continue
+            path = work / f"{name}.prof"
+            _log(f"- profiling {name} under cProfile ...")
+            run_stage(f"{MODEL_STAGE_MODULE}:{function}", {**scoring, "repeat": 1, "profile_path": str(path)})
+            # who builds the polars Series (from Python lists) and who calls explain_rows
+            profiles[name] = _profile_text(path, name, callers_of=(r"series.py:\d+\(__init__\)", "explain_rows"))
+
+    params = {
+        "train_rows": train_sizes,
+        "train_days": args.train_days,
+        "score_rows": score_rows,
+        "score_days": score_days,
+        "score_start": score_start,
+        "scoring_model_rows": model_rows,
+        "seed": args.seed,
+        "start": args.start,
+        "repeat": args.repeat,
+        "score_repeat": args.score_repeat,
+        "training_config": "TrainingConfig() defaults",
+    }
+    return {"stages": stages, "ratios": ratios, "notes": notes, "profiles": profiles, "params": params}
+
+
+def _command(argv: list[str] | None) -> str:
+    return " ".join(["benchmarks/run.py", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+
+
+def _print_outcome(title: str, outcome: dict[str, Any]) -> None:
+    print(title)
+    for name, result in outcome["stages"].items():
+        print(_summary(name, result))
+    for name, value in outcome["ratios"].items():
+        print(f"  {name} = {value}")
+
+
+def _record_data_plane(args: argparse.Namespace, argv: list[str] | None, machine: dict[str, Any]) -> None:
     _log(
         f"data-plane benchmark: {args.rows:,} rows over {args.days} days, repeat {args.repeat}; "
         f"{machine['cores']} cores, {machine['cpu_model']}, load average {load_average()}"
@@ -212,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     entry = {
         "benchmark": BENCHMARK,
         "recorded_at": started.isoformat(timespec="seconds"),
-        "command": " ".join(["benchmarks/run.py", *map(shlex.quote, sys.argv[1:] if argv is None else argv)]),
+        "command": _command(argv),
         "params": {
             "rows": args.rows,
             "days": args.days,
@@ -236,14 +382,139 @@ def main(argv: list[str] | None = None) -> int:
         path.write_text(text, encoding="utf-8")
         profile_paths.append(path)
 
-    print(f"data plane, {args.rows:,} rows ({key}):")
-    for name, result in outcome["stages"].items():
-        print(_summary(name, result))
-    for name, value in outcome["ratios"].items():
-        print(f"  {name} = {value}")
+    _print_outcome(f"data plane, {args.rows:,} rows ({key}):", outcome)
     print(f"results: {json_path} and {md_path}")
     for path in profile_paths:
         print(f"profile: {path}")
+
+
+def _record_model_plane(args: argparse.Namespace, argv: list[str] | None, machine: dict[str, Any]) -> None:
+    train_sizes = model_plane_train_sizes(args.rows)
+    _log(
+        f"model-plane benchmark: training at {', '.join(f'{n:,}' for n in train_sizes)} rows over "
+        f"{args.train_days} days, scoring {args.rows:,} rows, repeat {args.repeat}, score-repeat {args.score_repeat}; "
+        f"{machine['cores']} cores, {machine['cpu_model']}, load average {load_average()}"
+    )
+    work = make_work_dir(MODEL_BENCHMARK)
+    _log(f"work directory: {work}")
+    before = load_average()
+    started = dt.datetime.now().astimezone()
+    try:
+        outcome = run_model_plane(args, work)
+    finally:
+        if args.keep:
+            _log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    after = load_average()
+
+    key = MODEL_BENCHMARK if args.rows == DEFAULT_ROWS else f"{MODEL_BENCHMARK}_rows_{args.rows}"
+    entry = {
+        "benchmark": MODEL_BENCHMARK,
+        "recorded_at": started.isoformat(timespec="seconds"),
+        "command": _command(argv),
+        "params": outcome["params"],
+        "machine": machine,
+        "load_average": {"before": before, "after": after},
+        "stages": outcome["stages"],
+        "ratios": outcome["ratios"],
+        "notes": outcome["notes"],
+    }
+    day = started.date()
+    json_path, md_path = record_results(key, entry, results_dir=args.results_dir, day=day)
+    profile_paths = []
+    for name, text in outcome["profiles"].items():
+        path = args.results_dir / f"{day.isoformat()}-{key}-{name}-profile.txt"
+        path.write_text(text, encoding="utf-8")
+        profile_paths.append(path)
+
+    _print_outcome(f"model plane, scoring {args.rows:,} rows ({key}):", outcome)
+    print(f"results: {json_path} and {md_path}")
+    for path in profile_paths:
+        print(f"profile: {path}")
+
+
+def _record_review_plane(args: argparse.Namespace, argv: list[str] | None, machine: dict[str, Any]) -> None:
+    """The review plane has its own sizes (cases, decisions, clients); ``--quick`` shrinks
+    them. More options: ``python -m benchmarks.review_plane --help``."""
+    from benchmarks.review_plane import ReviewPlaneCheckFailed, run_review_plane
+
+    try:
+        run_review_plane(quick=args.quick, keep=args.keep, results_dir=args.results_dir, command=_command(argv),
+                         machine=machine)
+    except ReviewPlaneCheckFailed as exc:
+        raise SystemExit(str(exc)) from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--only",
+        choices=BENCHMARKS,
+        default=None,
+        help=f"run one benchmark (default: all of them, in this order: {', '.join(BENCHMARKS)})",
+    )
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=None,
+        help=f"applications in total (default {DEFAULT_ROWS:,}); the model plane scores this many and "
+        "trains at a tenth of it and at all of it",
+    )
+    parser.add_argument("--days", type=int, default=10, help="days the rows are spread over (default 10): landing days of the data plane, scoring days of the model plane")
+    parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows: a smoke test")
+    parser.add_argument("--repeat", type=int, default=1, help="fresh processes per stage; the median is kept")
+    parser.add_argument("--inner-repeat", type=int, default=5, help="timed calls inside a features stage")
+    parser.add_argument(
+        "--score-repeat", type=int, default=3, help="timed calls inside a model-plane scoring stage (default 3)"
+    )
+    parser.add_argument(
+        "--train-days",
+        type=int,
+        default=DEFAULT_TRAIN_DAYS,
+        help=f"application days of a model-plane training set (default {DEFAULT_TRAIN_DAYS})",
+    )
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--start", default="2026-01-01", help="first landing day (ISO date)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also run ingest (data plane) and scoring (model plane) under cProfile and save the stats",
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (landing files, DuckDB files)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+
+    if args.quick and args.rows is not None:
+        parser.error("--quick and --rows are exclusive")
+    args.rows = QUICK_ROWS if args.quick else (args.rows or DEFAULT_ROWS)
+    if args.days < 1 or args.rows < args.days:
+        parser.error("--days must be at least 1 and --rows at least --days")
+    if args.repeat < 1 or args.inner_repeat < 1 or args.score_repeat < 1:
+        parser.error("--repeat, --inner-repeat and --score-repeat must be at least 1")
+    selected = [args.only] if args.only else list(BENCHMARKS)
+    if "model_plane" in selected:
+        minimum = TrainingConfig().oot_days + MIN_TRAINING_DAYS + 1
+        if args.train_days < minimum:
+            parser.error(f"--train-days must be at least {minimum} (the out-of-time window and two training days)")
+        if min(model_plane_train_sizes(args.rows)) < args.train_days:
+            parser.error("--rows / 10 must be at least --train-days")
+    try:
+        dt.date.fromisoformat(args.start)
+    except ValueError:
+        parser.error(f"--start must be an ISO date, got {args.start!r}")
+
+    machine = machine_info()
+    if "data_plane" in selected:
+        _record_data_plane(args, argv, machine)
+    if "model_plane" in selected:
+        _record_model_plane(args, argv, machine)
+    if REVIEW_BENCHMARK in selected:
+        _record_review_plane(args, argv, machine)
+    if ONLINE_BENCHMARK in selected:
+        from benchmarks.online import record_online
+
+        record_online(argv, machine, quick=args.quick, results_dir=args.results_dir, keep=args.keep)
     return 0
 
 
