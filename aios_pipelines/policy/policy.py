@@ -2,7 +2,8 @@
 
 The policy says what automation may decide on its own (hard-rule declines, auto-approve,
 auto-decline on the model's probability of default) and how everything else reaches a
-person (review priority, due time, four eyes). Conditions name the lender's application
+person (review priority, due time, four eyes, and the expert queue that works it, with the
+roles or named reviewers allowed to). Conditions name the lender's application
 columns directly, in a deliberately small language that is parsed, never evaluated as code:
 
     {column: NAME, op: OP, value: V}            OP: < <= > >= == != in not_in is_null
@@ -22,7 +23,7 @@ import math
 import numbers
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence, Union
 
@@ -178,6 +179,78 @@ class ReviewSettings:
     priorities: tuple[ReviewPriorityRule, ...]
 
 
+# Roles that may be named as a queue's workers (admins may work every queue anyway).
+QUEUE_ROLES = ("underwriter", "senior_underwriter", "admin")
+DEFAULT_QUEUE = "general"
+DEFAULT_IDLE_CLAIM_HOURS = 4.0
+
+
+@dataclass(frozen=True)
+class ExpertQueue:
+    """A queue of review cases and who may work it.
+
+    A routed case lands in the first declared queue whose criteria all hold (the criteria
+    are those of a review priority: ``when``, ``pd_range``, ``score_bands``, ``routed_by``);
+    a queue without criteria only takes cases as the default queue. ``roles`` and
+    ``reviewers`` (user names) say who may claim and decide its cases; admins always may.
+    """
+
+    id: str
+    description: str
+    roles: tuple[str, ...]
+    reviewers: tuple[str, ...]
+    idle_claim_hours: float
+    when: Condition | None = None
+    pd_min: float | None = None
+    pd_max: float | None = None
+    score_bands: tuple[str, ...] | None = None
+    routed_by: tuple[str, ...] | None = None
+
+    @property
+    def has_pd_range(self) -> bool:
+        return self.pd_min is not None or self.pd_max is not None
+
+    @property
+    def has_criteria(self) -> bool:
+        return self.when is not None or self.has_pd_range or self.score_bands is not None or self.routed_by is not None
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """The expert queues, in routing order; ``default`` takes what no queue's criteria take."""
+
+    default: str
+    idle_claim_hours: float
+    declared: tuple[ExpertQueue, ...]
+
+    def get(self, queue_id: str) -> ExpertQueue:
+        for queue in self.declared:
+            if queue.id == queue_id:
+                return queue
+        raise KeyError(queue_id)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        return tuple(q.id for q in self.declared)
+
+
+def default_queue_settings() -> QueueSettings:
+    """A policy without a ``queues`` section: one queue every underwriter works."""
+    return QueueSettings(
+        default=DEFAULT_QUEUE,
+        idle_claim_hours=DEFAULT_IDLE_CLAIM_HOURS,
+        declared=(
+            ExpertQueue(
+                id=DEFAULT_QUEUE,
+                description="Every routed case.",
+                roles=("underwriter", "senior_underwriter"),
+                reviewers=(),
+                idle_claim_hours=DEFAULT_IDLE_CLAIM_HOURS,
+            ),
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class ScoreBand:
     label: str
@@ -246,6 +319,7 @@ class DecisionPolicy:
     reasons: ReasonSettings
     source_path: Path | None = None
     fingerprint: str = ""
+    queues: QueueSettings = field(default_factory=default_queue_settings)
 
     @property
     def band_labels(self) -> tuple[str, ...]:
@@ -271,6 +345,12 @@ class DecisionPolicy:
     def columns(self) -> tuple[str, ...]:
         """The distinct application columns the policy needs, in first-use order."""
         return tuple(dict.fromkeys(c for c, _ in self.referenced_columns()))
+
+    def queue_conditions(self) -> list[tuple[str, Condition]]:
+        """The conditions of the expert queues' ``when`` criteria, with where they are. Kept
+        apart from :meth:`referenced_columns`: routing a case to a queue never needs a column
+        the decision itself does not (a condition on an absent column simply does not hold)."""
+        return [(f"queues.declared[{q.id}].when", q.when) for q in self.queues.declared if q.when is not None]
 
     def summary(self) -> dict[str, Any]:
         """Key thresholds, for run metadata and reports."""
@@ -428,7 +508,7 @@ def parse_condition(raw: Any, where: str) -> Condition:
 
 _TOP_LEVEL = (
     "version", "name", "description", "amount_column", "hard_rules", "auto_approve", "auto_decline",
-    "four_eyes", "review", "score_bands", "fallback_scorecard", "reasons",
+    "four_eyes", "review", "score_bands", "fallback_scorecard", "reasons", "queues",
 )
 
 
@@ -474,6 +554,40 @@ def route_matches(pattern: str, route: str) -> bool:
     return route == pattern
 
 
+def _parse_criteria(
+    item: dict, where: str, bands: Sequence[str], known_routes: Sequence[str]
+) -> tuple[Condition | None, float | None, float | None, tuple[str, ...] | None, tuple[str, ...] | None]:
+    """The matching criteria shared by review priorities and expert queues:
+    ``(when, pd_min, pd_max, score_bands, routed_by)``, each None when not given."""
+    when = parse_condition(item["when"], f"{where}.when") if "when" in item else None
+    pd_min = pd_max = None
+    if "pd_range" in item:
+        rng = _mapping(item["pd_range"], f"{where}.pd_range", optional=["min", "max"])
+        if not rng:
+            raise PolicyError(f"{where}.pd_range: give min, max or both")
+        pd_min = _probability(rng["min"], f"{where}.pd_range.min") if "min" in rng else None
+        pd_max = _probability(rng["max"], f"{where}.pd_range.max") if "max" in rng else None
+        if pd_min is not None and pd_max is not None and pd_min > pd_max:
+            raise PolicyError(f"{where}.pd_range: min {pd_min} is above max {pd_max}")
+    score_bands = None
+    if "score_bands" in item:
+        score_bands = tuple(_list(item["score_bands"], f"{where}.score_bands"))
+        for j, label in enumerate(score_bands):
+            if label not in bands:
+                raise PolicyError(f"{where}.score_bands[{j}]: unknown band {label!r}, declared: {list(bands)}")
+    routed_by = None
+    if "routed_by" in item:
+        routed_by = tuple(_text(p, f"{where}.routed_by[{j}]")
+                          for j, p in enumerate(_list(item["routed_by"], f"{where}.routed_by")))
+        for j, pattern in enumerate(routed_by):
+            if not any(route_matches(pattern, route) for route in known_routes):
+                raise PolicyError(
+                    f"{where}.routed_by[{j}]: {pattern!r} matches no rule that routes to review; "
+                    f"known: {list(known_routes)} (a trailing * matches a prefix)"
+                )
+    return when, pd_min, pd_max, score_bands, routed_by
+
+
 def _parse_review(raw: Any, bands: Sequence[str], hard_rules: Sequence[HardRule]) -> ReviewSettings:
     _mapping(raw, "review", optional=["default", "priorities"])
     default = _mapping(raw.get("default", {"priority": "normal", "due_hours": 48}), "review.default",
@@ -491,32 +605,7 @@ def _parse_review(raw: Any, bands: Sequence[str], hard_rules: Sequence[HardRule]
             raise PolicyError(
                 f"{where}: needs at least one of when, pd_range, score_bands, routed_by (use review.default otherwise)"
             )
-        when = parse_condition(item["when"], f"{where}.when") if "when" in item else None
-        pd_min = pd_max = None
-        if "pd_range" in item:
-            rng = _mapping(item["pd_range"], f"{where}.pd_range", optional=["min", "max"])
-            if not rng:
-                raise PolicyError(f"{where}.pd_range: give min, max or both")
-            pd_min = _probability(rng["min"], f"{where}.pd_range.min") if "min" in rng else None
-            pd_max = _probability(rng["max"], f"{where}.pd_range.max") if "max" in rng else None
-            if pd_min is not None and pd_max is not None and pd_min > pd_max:
-                raise PolicyError(f"{where}.pd_range: min {pd_min} is above max {pd_max}")
-        score_bands = None
-        if "score_bands" in item:
-            score_bands = tuple(_list(item["score_bands"], f"{where}.score_bands"))
-            for j, label in enumerate(score_bands):
-                if label not in bands:
-                    raise PolicyError(f"{where}.score_bands[{j}]: unknown band {label!r}, declared: {list(bands)}")
-        routed_by = None
-        if "routed_by" in item:
-            routed_by = tuple(_text(p, f"{where}.routed_by[{j}]")
-                              for j, p in enumerate(_list(item["routed_by"], f"{where}.routed_by")))
-            for j, pattern in enumerate(routed_by):
-                if not any(route_matches(pattern, route) for route in known_routes):
-                    raise PolicyError(
-                        f"{where}.routed_by[{j}]: {pattern!r} matches no rule that routes to review; "
-                        f"known: {known_routes} (a trailing * matches a prefix)"
-                    )
+        when, pd_min, pd_max, score_bands, routed_by = _parse_criteria(item, where, bands, known_routes)
         priorities.append(
             ReviewPriorityRule(
                 id=rule_id,
@@ -530,6 +619,53 @@ def _parse_review(raw: Any, bands: Sequence[str], hard_rules: Sequence[HardRule]
         default_due_hours=_positive_int(default["due_hours"], "review.default.due_hours"),
         priorities=tuple(priorities),
     )
+
+
+def _positive_hours(raw: Any, where: str) -> float:
+    value = _number(raw, where)
+    if value <= 0:
+        raise PolicyError(f"{where}: must be a positive number of hours, got {raw!r}")
+    return float(value)
+
+
+def _parse_queues(raw: Any, bands: Sequence[str], hard_rules: Sequence[HardRule]) -> QueueSettings:
+    """The ``queues`` section; a policy without one gets :func:`default_queue_settings`."""
+    if raw is None:
+        return default_queue_settings()
+    _mapping(raw, "queues", required=["default", "declared"], optional=["idle_claim_hours"])
+    idle = _positive_hours(raw.get("idle_claim_hours", DEFAULT_IDLE_CLAIM_HOURS), "queues.idle_claim_hours")
+    known_routes = list(REVIEW_RULES) + [r.rule for r in hard_rules]
+    declared: list[ExpertQueue] = []
+    for i, item in enumerate(_list(raw["declared"], "queues.declared")):
+        where = f"queues.declared[{i}]"
+        _mapping(item, where, required=["id"], optional=[
+            "description", "roles", "reviewers", "idle_claim_hours", "when", "pd_range", "score_bands", "routed_by"])
+        queue_id = _identifier(item["id"], f"{where}.id")
+        if any(q.id == queue_id for q in declared):
+            raise PolicyError(f"{where}.id: duplicate queue id {queue_id!r}")
+        roles = tuple(_choice(r, f"{where}.roles[{j}]", QUEUE_ROLES)
+                      for j, r in enumerate(_list(item.get("roles", []), f"{where}.roles", allow_empty=True)))
+        reviewers = tuple(_text(r, f"{where}.reviewers[{j}]")
+                          for j, r in enumerate(_list(item.get("reviewers", []), f"{where}.reviewers", allow_empty=True)))
+        if not roles and not reviewers:
+            raise PolicyError(f"{where}: name the roles or the reviewers who work this queue (admins always may)")
+        when, pd_min, pd_max, score_bands, routed_by = _parse_criteria(item, where, bands, known_routes)
+        declared.append(
+            ExpertQueue(
+                id=queue_id,
+                description=str(item.get("description", "")).strip(),
+                roles=roles,
+                reviewers=reviewers,
+                idle_claim_hours=_positive_hours(item["idle_claim_hours"], f"{where}.idle_claim_hours")
+                if "idle_claim_hours" in item else idle,
+                when=when, pd_min=pd_min, pd_max=pd_max, score_bands=score_bands, routed_by=routed_by,
+            )
+        )
+    default = _identifier(raw["default"], "queues.default")
+    ids = [q.id for q in declared]
+    if default not in ids:
+        raise PolicyError(f"queues.default: {default!r} is not a declared queue; declared: {ids}")
+    return QueueSettings(default=default, idle_claim_hours=idle, declared=tuple(declared))
 
 
 def _parse_fallback(raw: Any) -> FallbackScorecard:
@@ -635,6 +771,7 @@ def parse_policy(raw: Any, *, text: str | None = None, source_path: Path | None 
             required_for=required_for,
         ),
         source_path=source_path,
+        queues=_parse_queues(raw.get("queues"), [b.label for b in score_bands], hard_rules),
         fingerprint=hashlib.sha256(
             (text if text is not None else json.dumps(raw, sort_keys=True, default=str)).encode("utf-8")
         ).hexdigest()[:16],
@@ -680,7 +817,10 @@ def validate_policy_columns(
     """
     where_file = f"{policy.source_path}: " if policy.source_path else ""
     known = set(column_names)
-    missing = [f"{where}: column {column!r}" for column, where in policy.referenced_columns() if column not in known]
+    referenced = policy.referenced_columns() + [
+        (c, where) for where, condition in policy.queue_conditions() for cmp in iter_compares(condition) for c in cmp.columns
+    ]
+    missing = [f"{where}: column {column!r}" for column, where in referenced if column not in known]
     if missing:
         raise PolicyError(
             f"{where_file}policy {policy.name} {policy.version} names column(s) the contract lacks: "
@@ -702,6 +842,7 @@ def validate_policy_columns(
         (f"fallback_scorecard.factors[{f.id}].bins[{i}].when", b.when)
         for f in policy.fallback.factors for i, b in enumerate(f.bins)
     ]
+    conditions += policy.queue_conditions()
     for where, condition in conditions:
         for cmp in iter_compares(condition):
             if cmp.op == NULL_OP:

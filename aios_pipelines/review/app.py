@@ -5,7 +5,15 @@ HttpOnly, SameSite=Strict cookie and every form carries a CSRF token that its PO
 checks. Systems call ``/api/...`` with ``Authorization: Bearer <token>``; every write there
 accepts an ``Idempotency-Key``. Roles: underwriters work cases, senior underwriters also
 give second reviews and settle escalations, risk analysts read, admins do everything
-(including registering webhooks).
+(including registering webhooks). Who works which case is further limited by the policy's
+expert queues (:mod:`aios_pipelines.review.queues`): the inbox shows a reviewer the queues
+they may work, and a claim or decision outside them is refused (403).
+
+Online decisions: ``POST /api/decisions`` decides one application while the applicant waits
+(:mod:`aios_pipelines.decisioning.online`: the batch path's validation, features, scoring and
+policy) and opens a review task in the same transaction when the policy routes it to people;
+``POST /api/policy/evaluate`` is the policy alone, for what-if questions, and stores nothing.
+``GET /metrics`` serves the service's metrics in the Prometheus text format.
 
 No page loads anything from another host: CSS is inline, there are no scripts, and the API
 reference at ``/docs`` is rendered here from ``/openapi.json`` instead of FastAPI's CDN-based
@@ -19,6 +27,7 @@ import hmac
 import json
 import os
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -26,7 +35,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import BackgroundTasks, Depends, FastAPI, Header, Query, Request
+from fastapi import BackgroundTasks, Body, Depends, FastAPI, Header, Query, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -35,8 +44,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from aios_pipelines.decisioning.online import ContractViolation, OnlineDecisions, contract_json_schema
 from aios_pipelines.review import publish
 from aios_pipelines.review.audit import canonical_json
+from aios_pipelines.review.metrics import MetricsMiddleware, ServiceMetrics
+from aios_pipelines.review.queues import QueueRules, queue_for_case
 from aios_pipelines.review.reasons import reason_catalog
 from aios_pipelines.review.schema import PRIORITIES, QUEUES, STATUSES
 from aios_pipelines.review.security import (
@@ -63,15 +75,16 @@ SECRET_ENV = "AIOS_REVIEW_SECRET"
 MAX_FORM_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY = 255
 API_DESCRIPTION = (
-    "Review tasks for credit applications the decision policy sent to people: create them, "
-    "list and read them, claim them, and record decisions; read decisions as a feed; register "
-    "webhooks that are called when a task is decided."
+    "Decide credit applications online (POST /api/decisions), ask the decision policy what it "
+    "would do (POST /api/policy/evaluate), and work the review tasks the policy sends to people: "
+    "create them, list and read them, claim and release them, and record decisions; read "
+    "decisions as a feed; register webhooks that are called when a task is decided."
 )
 _ERROR_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed",
                 409: "conflict", 413: "too_large", 415: "unsupported_media_type", 422: "invalid"}
 _NOTICES = {
     "claimed": "You claimed this case.",
-    "released": "You released this case; it is back in the queue.",
+    "released": "You released this case; it is back in its queue.",
     "decided": "Decision recorded. The case is decided.",
     "first": "Decision recorded. A senior underwriter gives the second review.",
     "escalated": "Decision recorded. The reviewers disagree: the case is in the escalation queue.",
@@ -147,6 +160,9 @@ class TaskOut(BaseModel):
     applicant_summary: dict[str, Any]
     claimed_by: str | None
     claimed_at: datetime | None
+    claim_expires_at: datetime | None = Field(
+        None, description="a claim still held then goes back to the queue (the queue's idle limit)")
+    expert_queue: str = Field(description="the policy's expert queue: who may work the task")
     source: Literal["batch", "api"]
     final_decision: Literal["approve", "decline"] | None
     decided_at: datetime | None
@@ -263,6 +279,79 @@ class AuditStatus(BaseModel):
 class Me(BaseModel):
     name: str
     role: str
+    queues: list[str] = Field(default_factory=list, description="the expert queues this user may work")
+
+
+class FieldProblemOut(BaseModel):
+    field: str = Field(description="the contract column (or request field) at fault")
+    message: str
+
+
+class ContractErrorOut(BaseModel):
+    error: Literal["invalid"]
+    message: str
+    details: list[FieldProblemOut] = Field(description="one entry per bad field")
+
+
+class ReviewTaskRef(BaseModel):
+    case_id: str
+    queue: str = Field(description="the expert queue the task waits in")
+    status: str
+    priority: str
+    due_at: datetime
+    requires_four_eyes: bool
+
+
+class OnlineDecisionOut(BaseModel):
+    decision_id: str
+    application_id: str
+    application_date: date
+    decided_at: datetime
+    action: Literal["auto_approve", "auto_decline", "review"]
+    pd: float = Field(description="probability of default")
+    score_band: str | None
+    confidence: float | None
+    reasons: list[ReasonOut] = Field(description="principal reasons, most important first; given where the "
+                                                  "policy requires them (declines and referrals)")
+    quality_flags: list[str]
+    policy_rule: str = Field(description="the rule that decided")
+    policy_hard_rule: str | None = Field(description="a hard rule that held (also recorded while automation is paused)")
+    requires_four_eyes: bool
+    model_version: str | None = Field(description="the champion version that scored; null with the fallback rules")
+    decision_source: Literal["model", "fallback_rules"]
+    fallback_reason: str | None = Field(description="why the model could not be used")
+    policy_version: str
+    policy_fingerprint: str
+    automation_paused: bool
+    review: ReviewTaskRef | None = Field(description="the review task opened for a referral")
+
+
+class PolicyEvaluateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    application: dict[str, Any] = Field(description="the application columns the policy names (others are "
+                                                    "checked against the contract if given)")
+    pd: float | None = Field(None, ge=0, le=1, description="the PD to decide on; null: no score (or, with "
+                                                           "decision_source fallback, the fallback scorecard's)")
+    decision_source: Literal["model", "fallback"] = "model"
+    automation_paused: bool | None = Field(None, description="null: the operators' switch as it is now")
+
+
+class PolicyEvaluationOut(BaseModel):
+    action: Literal["auto_approve", "auto_decline", "review"]
+    rule: str = Field(description="the rule that fired")
+    rule_description: str
+    hard_rule: str | None
+    score_band: str | None
+    requires_four_eyes: bool
+    priority: str | None
+    due_hours: int | None
+    reasons_required: bool
+    pd: float | None
+    decision_source: Literal["model", "fallback"]
+    automation_paused: bool
+    queue: str | None = Field(description="the expert queue a referral would land in")
+    policy_version: str
+    policy_fingerprint: str
 
 
 class ErrorOut(BaseModel):
@@ -385,21 +474,30 @@ def create_app(
     webhook_attempts: int = 3,
     webhook_backoff_seconds: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
+    online: OnlineDecisions | None = None,
 ) -> FastAPI:
     """The review service over ``store``.
 
     ``webhook_sender(url, body, headers) -> status`` replaces the HTTP client (tests pass a
     fake); ``clock`` replaces the wall clock (aware UTC datetimes); ``policy`` defaults to the
-    policy in force (``load_policy()``) and fills what a task leaves out. The session secret
-    comes from ``session_secret``, else ``$AIOS_REVIEW_SECRET``, else a random one kept in
-    the store.
+    policy in force (``load_policy()``), fills what a task leaves out and declares the expert
+    queues the store then enforces. ``online`` makes the online decisions (default: built on
+    first use from the data directory, ``OnlineDecisions.from_environment``, with this policy).
+    The session secret comes from ``session_secret``, else ``$AIOS_REVIEW_SECRET``, else a
+    random one kept in the store.
     """
-    if policy is None:
+    if policy is None and online is not None:
+        policy = online.policy
+    elif policy is None:
         from aios_pipelines.policy.policy import load_policy
 
         policy = load_policy()
+    if online is not None and online.policy is not policy:
+        raise ValueError("the online decisions must use the service's policy (pass the same object)")
     clock = clock or utcnow
     store.create_all()
+    rules = QueueRules(policy)
+    store.use_queues(rules)
     if session_secret is None:
         configured = os.environ.get(SECRET_ENV)
         session_secret = configured.encode("utf-8") if configured else store.service_secret()
@@ -423,6 +521,28 @@ def create_app(
 
     def now() -> datetime:
         return clock()
+
+    online_state: dict[str, OnlineDecisions | None] = {"service": online}
+    online_lock = threading.Lock()
+
+    def decisions_service() -> OnlineDecisions:
+        """The online decisions, built from the data directory on first use when not given."""
+        service = online_state["service"]
+        if service is None:
+            with online_lock:
+                if online_state["service"] is None:
+                    online_state["service"] = OnlineDecisions.from_environment(policy=policy)
+                service = online_state["service"]
+        return service  # type: ignore[return-value]
+
+    def champion_holder() -> Any:
+        service = online_state["service"]
+        return service.champion if service is not None else None
+
+    metrics = ServiceMetrics(store, clock=now, champion=champion_holder)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.state.metrics = metrics
+    app.state.online = decisions_service
 
     # ------------------------------------------------------------------ errors
 
@@ -501,6 +621,7 @@ def create_app(
 
     def task_json(case: dict[str, Any], at: datetime) -> dict[str, Any]:
         task = dict(case)
+        task["expert_queue"] = store.queue_of(case)
         task["overdue"] = case["status"] != "decided" and case["due_at"] < at
         if case["blind_review"] and case["status"] != "decided":
             task["model_recommendation"] = None
@@ -543,7 +664,7 @@ def create_app(
 
     @app.get("/api/me", response_model=Me, tags=["users"], summary="Who the token belongs to", responses=_ERRORS)
     def api_me(user: User = Depends(api_user)) -> Me:
-        return Me(name=user.name, role=user.role)
+        return Me(name=user.name, role=user.role, queues=rules.workable(user.name, user.role) if user.can_write else [])
 
     @app.post("/api/tasks", status_code=201, response_model=TaskOut, tags=["tasks"], summary="Create a review task",
               responses=_ERRORS)
@@ -569,6 +690,7 @@ def create_app(
                 "due_hours": body.due_hours or routing["due_hours"],
                 "requires_four_eyes": bool(body.requires_four_eyes) or routing["requires_four_eyes"],
                 "blind_review": body.blind_review,
+                "expert_queue": routing["expert_queue"],
             }
             at = now()
             return 201, task_json(store.create_task(row, actor=user.name, now=at), at)
@@ -583,13 +705,22 @@ def create_app(
         queue: Literal["standard", "four_eyes", "second_review", "escalation"] | None = None,
         mine: bool = Query(False, description="only tasks claimed by the caller"),
         overdue: bool | None = Query(None, description="true: only overdue; false: only not overdue"),
+        expert_queue: str | None = Query(None, max_length=64, description="only tasks of this expert queue"),
+        workable: bool = Query(False, description="only tasks in the expert queues the caller may work "
+                                                  "(and, for seniors, escalations)"),
         limit: int = Query(100, ge=1, le=1000),
         offset: int = Query(0, ge=0),
     ) -> TaskList:
         at = now()
         statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
+        queues: list[str] | None = None
+        if workable:
+            queues = rules.workable(user.name, user.role) if user.can_write else []
+        if expert_queue is not None:
+            queues = [q for q in (queues if queues is not None else [expert_queue]) if q == expert_queue]
         found = store.list_cases(status=statuses, mine=user.name if mine else None, overdue=overdue, priority=priority,
-                                 queue=queue, now=at, limit=limit, offset=offset)
+                                 queue=queue, expert_queue=queues, or_escalated=workable and user.is_senior,
+                                 now=at, limit=limit, offset=offset)
         return TaskList(tasks=[task_json(c, at) for c in found], count=len(found), limit=limit, offset=offset)
 
     @app.get("/api/tasks/{case_id}", response_model=TaskDetail, tags=["tasks"], summary="One task with its history",
@@ -682,6 +813,93 @@ def create_app(
         head = store.audit_head()
         return AuditStatus(ok=ok, first_bad_seq=bad, head_seq=head[0] if head else None, head_hash=head[1] if head else None)
 
+    # ------------------------------------------------------------------ online decisions
+
+    def contract_error(exc: ContractViolation) -> dict[str, Any]:
+        return {**_error_body("invalid", f"the request does not satisfy the data contract: {exc}"),
+                "details": [p.as_dict() for p in exc.problems]}
+
+    def online_json(stored: dict[str, Any], case: dict[str, Any] | None) -> dict[str, Any]:
+        answer = {k: stored[k] for k in OnlineDecisionOut.model_fields if k in stored and k != "review"}
+        answer["review"] = None
+        if case is not None:
+            answer["review"] = {"case_id": case["case_id"], "queue": store.queue_of(case), "status": case["status"],
+                                "priority": case["priority"], "due_at": case["due_at"],
+                                "requires_four_eyes": case["requires_four_eyes"]}
+        # one serialisation for the first answer, its replays and reads
+        return OnlineDecisionOut.model_validate(answer).model_dump(mode="json")
+
+    application_schema = contract_json_schema(
+        (online.contract if online is not None else _load_contract()).applications, "Application")
+
+    @app.post(
+        "/api/decisions", status_code=201, response_model=OnlineDecisionOut, tags=["decisions"],
+        summary="Decide one application online",
+        description="Send one application (the data contract's columns). It is checked against the contract "
+                    "(422 naming each bad field), turned into features, scored by the current champion and "
+                    "routed by the current policy, with the same functions as the nightly batch; the answer "
+                    "carries the PD, band, reasons where the policy needs them, the action, the model and "
+                    "policy versions and a decision id. A referral opens a review task in the same call. When "
+                    "the model cannot be used the policy's fallback rules answer (decision_source "
+                    "fallback_rules). Retrying with the same Idempotency-Key returns the first answer; an "
+                    "application is decided online once (409 afterwards).",
+        responses={**_ERRORS, 422: {"model": ContractErrorOut, "description": "the application breaks the contract"}},
+        openapi_extra={"requestBody": {"content": {"application/json": {"schema": application_schema}},
+                                       "required": True}},
+    )
+    def api_decide_online(body: dict[str, Any] = Body(...), user: User = Depends(writer),
+                          raw: RawRequest = Depends(raw_request)):
+        service = decisions_service()
+
+        def action() -> tuple[int, Any]:
+            at = now()
+            try:
+                decision = service.decide(body, now=at)
+            except ContractViolation as exc:
+                return 422, contract_error(exc)
+            case_row = None
+            if decision.action == "review":
+                case_row = publish.case_rows_from_scored(
+                    [decision.scored], {decision.application_id: decision.application}, policy=policy)[0]
+            stored, case = store.record_online_decision(decision.record(), case_row, actor=user.name, now=at)
+            metrics.decisions.labels(stored["action"], stored["decision_source"]).inc()
+            return 201, online_json(stored, case)
+
+        return idempotent(user, raw, action)
+
+    @app.get("/api/decisions/{decision_id}", response_model=OnlineDecisionOut, tags=["decisions"],
+             summary="One online decision", responses=_ERRORS)
+    def api_online_decision(decision_id: str, user: User = Depends(api_user)):
+        stored = store.get_online_decision(decision_id)
+        return online_json(stored, store.get_case(stored["case_id"]) if stored["case_id"] else None)
+
+    @app.post(
+        "/api/policy/evaluate", response_model=PolicyEvaluationOut, tags=["decisions"],
+        summary="What the policy would decide (what-if)",
+        description="Evaluates the decision policy alone for the given inputs (the application columns it names "
+                    "and a PD) and answers with the action and the rule that fired. Read-only: it scores "
+                    "nothing, stores nothing and never creates a task.",
+        responses={**_ERRORS, 422: {"model": ContractErrorOut, "description": "the inputs break the contract"}},
+    )
+    def api_policy_evaluate(body: PolicyEvaluateIn, user: User = Depends(api_user)):
+        try:
+            result = decisions_service().evaluate_policy(
+                body.application, pd=body.pd, decision_source=body.decision_source,
+                automation_paused=body.automation_paused, now=now())
+        except ContractViolation as exc:
+            return JSONResponse(contract_error(exc), status_code=422)
+        queue = None
+        if result["action"] == "review":
+            queue = queue_for_case(policy, result["application"], pd=result["pd"], score_band=result["score_band"],
+                                   rule=result["rule"], hard_rule=result["hard_rule"])
+        metrics.evaluations.labels(result["action"]).inc()
+        return {**{k: v for k, v in result.items() if k != "application"}, "queue": queue}
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
     # ------------------------------------------------------------------ pages: session
 
     def session_of(request: Request) -> tuple[User, dict[str, Any]] | None:
@@ -766,9 +984,17 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     def inbox(request: Request, status: str = "", priority: str = "", queue: str = "", mine: str = "",
-              overdue: str = ""):
+              overdue: str = "", equeue: str = ""):
         user, session = page_session(request)
         at = now()
+        # a reviewer sees the expert queues they may work (seniors: and every escalation);
+        # risk analysts and admins see them all
+        restricted = user.can_write and not user.is_admin
+        visible = rules.workable(user.name, user.role) if restricted else rules.names
+        if equeue in visible:
+            expert_queues: list[str] | None = [equeue]
+        else:
+            expert_queues = visible if restricted else None
         if status == "any":
             statuses: Any = None
         elif status:
@@ -777,12 +1003,16 @@ def create_app(
             statuses = list(OPEN_STATUSES)
         limit = 300
         found = store.list_cases(status=statuses, priority=priority or None, queue=queue or None,
-                                 mine=user.name if mine else None, overdue=True if overdue else None, now=at, limit=limit)
+                                 mine=user.name if mine else None, overdue=True if overdue else None,
+                                 expert_queue=expert_queues,
+                                 or_escalated=restricted and user.is_senior and equeue not in visible,
+                                 now=at, limit=limit)
         rows = [task_json(c, at) for c in found]
         return render("inbox.html", user=user, csrf=signer.csrf_token(session), cases=rows, limit=limit,
                       counts=store.status_counts(), statuses=STATUSES, priorities=PRIORITIES, queues=QUEUES,
+                      expert_queues=visible, my_queues=visible if restricted else None,
                       filters={"status": status, "priority": priority, "queue": queue, "mine": bool(mine),
-                               "overdue": bool(overdue)})
+                               "overdue": bool(overdue), "equeue": equeue if equeue in visible else ""})
 
     def case_page(case_id: str, user: User, session: dict[str, Any], *, status_code: int = 200,
                   error: str | None = None, notice: str | None = None) -> HTMLResponse:
@@ -793,10 +1023,11 @@ def create_app(
         status, holder = case["status"], case["claimed_by"]
         senior_stage = status in ("awaiting_second_review", "escalated")
         senior_ok = user.is_senior and user.name not in voters
+        queue_ok = status == "escalated" or rules.may_work(user.name, user.role, case["expert_queue"])
         can = {
-            "claim": user.can_write and holder is None and (status == "open" or (senior_stage and senior_ok)),
+            "claim": user.can_write and queue_ok and holder is None and (status == "open" or (senior_stage and senior_ok)),
             "release": holder is not None and (holder == user.name or user.is_admin) and user.can_write,
-            "decide": user.can_write and (
+            "decide": user.can_write and queue_ok and (
                 status == "open" or (status == "claimed" and holder == user.name)
                 or (senior_stage and senior_ok and holder in (None, user.name))
             ),
@@ -814,6 +1045,9 @@ def create_app(
             guidance = f"Escalated ({(reason or 'escalation').replace('_', ' ')}). A senior underwriter's decision settles it."
         if not user.can_write:
             user_reason = f"You have read-only access ({user.role.replace('_', ' ')})."
+        elif not queue_ok and status != "decided":
+            user_reason = (f"This case is in the {case['expert_queue'].replace('_', ' ')} queue, worked by "
+                           f"{rules.who(case['expert_queue']).replace('_', ' ')}.")
         elif senior_stage and not user.is_senior:
             user_reason = "Second reviews and escalations are worked by senior underwriters."
         elif senior_stage and not senior_ok:
@@ -932,6 +1166,13 @@ def create_app(
     return app
 
 
+def _load_contract():
+    from aios_pipelines.ingestion.contract import load_contract
+    from aios_pipelines.settings import contract_path
+
+    return load_contract(contract_path())
+
+
 def _package_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -955,8 +1196,16 @@ def _schema_type(schema: dict[str, Any]) -> str:
     return str(schema.get("type", "any"))
 
 
-def serve(store: ReviewStore, host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Run the service with uvicorn (blocking)."""
+def serve(store: ReviewStore, host: str = "127.0.0.1", port: int = 8000, *,
+          online: OnlineDecisions | None = None) -> None:
+    """Run the service with uvicorn (blocking). The online decisions come from the data
+    directory unless given; the champion is loaded before the first request arrives."""
     import uvicorn
 
-    uvicorn.run(create_app(store), host=host, port=port, log_level="info")
+    if online is None:
+        online = OnlineDecisions.from_environment()
+    snapshot = online.champion.refresh()
+    print(f"online decisions: {'champion v' + snapshot.model_version if snapshot.model else 'fallback rules'}"
+          f"{'' if snapshot.model else ' (' + str(snapshot.fallback_reason) + ')'}; policy {online.policy.version}",
+          flush=True)
+    uvicorn.run(create_app(store, policy=online.policy, online=online), host=host, port=port, log_level="info")

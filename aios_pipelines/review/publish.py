@@ -10,6 +10,9 @@ above it. By default the cut-off is the middle of the grey zone on the log-odds 
 (between ``auto_approve.max_pd`` and ``auto_decline.min_pd``; about 0.13 for the shipped
 policy). An applicant caught by a hard rule (while automation is paused) is a decline.
 
+Expert queue: the first queue the policy declares whose criteria hold for the case (see
+:mod:`aios_pipelines.review.queues`), else the policy's default queue.
+
 Blind review: a fixed share of cases (chosen by a hash of the application id, so the
 choice is stable across re-runs) hides the model's recommendation from the reviewer, which
 measures how often people agree with the model when they cannot see it.
@@ -23,6 +26,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from aios_pipelines.policy.evaluate import condition_holds, score_band
 from aios_pipelines.policy.policy import DecisionPolicy, iter_compares, route_matches
+from aios_pipelines.review.queues import queue_for_case
 
 DEFAULT_BLIND_SHARE = 0.05
 API_RULE = "api:task"
@@ -105,6 +109,7 @@ def case_rows_from_scored(
             {"code": code, "text": texts[i] if i < len(texts) else "", "feature": features[i] if i < len(features) else None}
             for i, code in enumerate(codes)
         ]
+        summary = applicant_summary(application, columns=summary_columns)
         rows.append({
             "application_id": app_id,
             "application_date": row.get("application_date"),
@@ -121,9 +126,14 @@ def case_rows_from_scored(
             "blind_review": is_blind(app_id, blind_share),
             "reasons": reasons,
             "quality_flags": list(row.get("quality_flags") or []),
-            "applicant_summary": applicant_summary(application, columns=summary_columns),
+            "applicant_summary": summary,
             "confidence": None if _missing(row.get("confidence")) else row.get("confidence"),
             "source": "batch",
+            "expert_queue": queue_for_case(
+                policy, {**summary, **application}, pd=pd, score_band=row.get("score_band"),
+                rule=row.get("policy_rule"), hard_rule=row.get("policy_hard_rule"),
+                amount=None if _missing(amount) else amount,
+            ),
         })
     return rows
 
@@ -147,7 +157,7 @@ def route_task(
     applicant: Mapping[str, Any] | None = None,
     rule: str | None = None,
 ) -> dict[str, Any]:
-    """Band, four eyes, priority and due hours of a task, by the policy's review settings."""
+    """Band, four eyes, priority, due hours and expert queue of a task, by the policy."""
     applicant = dict(applicant or {})
     if amount is not None:
         applicant.setdefault(policy.amount_column, amount)
@@ -173,4 +183,5 @@ def route_task(
         "due_hours": due_hours,
         "policy_version": policy.version,
         "policy_rule": rule or API_RULE,
+        "expert_queue": queue_for_case(policy, applicant, pd=pd, score_band=band, rule=rule or API_RULE),
     }

@@ -2,7 +2,13 @@
 
 Times are stored as UTC without a zone (``UtcDateTime``) and come back as aware UTC
 datetimes, so both engines store and compare them the same way. ``audit_log``,
-``decisions`` and ``review_events`` are append-only: triggers refuse UPDATE and DELETE.
+``decisions``, ``review_events`` and ``online_decisions`` are append-only: triggers refuse
+UPDATE and DELETE.
+
+``queue`` is the stage lane of a case (standard, four eyes, second review, escalation) and
+moves with its status; ``expert_queue`` is the policy's expert queue (who may work the case),
+fixed when the case is created. Columns added after a store was first created
+(``ADDED_CASE_COLUMNS``) are added to an older store by ``ReviewStore.create_all``.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ STATUSES = ("open", "claimed", "waiting_info", "awaiting_second_review", "escala
 PRIORITIES = ("high", "normal", "low")
 QUEUES = ("standard", "four_eyes", "second_review", "escalation")
 SOURCES = ("batch", "api")
+ONLINE_ACTIONS = ("auto_approve", "auto_decline", "review")
+ONLINE_SOURCES = ("model", "fallback_rules")
 RECOMMENDATIONS = ("approve", "decline")
 DECISIONS = ("approve", "decline", "request_info")
 FINAL_DECISIONS = ("approve", "decline")
@@ -127,6 +135,9 @@ cases = Table(
     Column("source", String(16), nullable=False),
     Column("final_decision", String(16)),
     Column("decided_at", UtcDateTime),
+    # Added with the expert queues (ADDED_CASE_COLUMNS): NULL in older rows = the default queue.
+    Column("expert_queue", String(64)),
+    Column("claim_expires_at", UtcDateTime),  # a claim still held then is released (idle)
     CheckConstraint(_in("status", STATUSES), name="ck_cases_status"),
     CheckConstraint(_in("resume_status", STATUSES, nullable=True), name="ck_cases_resume_status"),
     CheckConstraint(_in("priority", PRIORITIES), name="ck_cases_priority"),
@@ -139,6 +150,11 @@ cases = Table(
 Index("ix_cases_status_priority_due", cases.c.status, cases.c.priority, cases.c.due_at)
 Index("ix_cases_claimed_by", cases.c.claimed_by)
 Index("ix_cases_due_at", cases.c.due_at)
+Index("ix_cases_expert_queue_status", cases.c.expert_queue, cases.c.status)
+Index("ix_cases_claim_expires_at", cases.c.claim_expires_at)
+
+# Columns of ``cases`` that stores created before them lack; create_all adds them.
+ADDED_CASE_COLUMNS = ("expert_queue", "claim_expires_at")
 
 decisions = Table(
     "decisions",
@@ -179,6 +195,45 @@ review_events = Table(
     sqlite_autoincrement=True,
 )
 Index("ix_review_events_case", review_events.c.case_id, review_events.c.event_id)
+
+# One row per decision made online (POST /api/decisions): the same columns as the batch
+# ``scored_applications`` rows, the application as received (typed by the contract), and the
+# review case when the policy routed it to people. seq is the copy-out cursor, as for decisions.
+online_decisions = Table(
+    "online_decisions",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("decision_id", String(32), nullable=False, unique=True),
+    Column("application_id", String(128), nullable=False, unique=True),
+    Column("application_date", Date, nullable=False),
+    Column("decided_at", UtcDateTime, nullable=False),
+    Column("requested_by", String(64), nullable=False),
+    Column("pd", Float, nullable=False),
+    Column("score_band", String(16)),
+    Column("model_version", String(64)),
+    Column("decision_source", String(32), nullable=False),
+    Column("fallback_reason", Text),
+    Column("confidence", Float),
+    Column("reasons", JSON(none_as_null=True), nullable=False),  # [{code, text, feature}], most important first
+    Column("quality_flags", JSON(none_as_null=True), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("policy_rule", String(128), nullable=False),
+    Column("policy_hard_rule", String(64)),
+    Column("requires_four_eyes", Boolean, nullable=False),
+    Column("review_priority", String(16)),
+    Column("review_due_hours", Integer),
+    Column("policy_version", String(64), nullable=False),
+    Column("policy_fingerprint", String(64), nullable=False),
+    Column("automation_paused", Boolean, nullable=False),
+    Column("expert_queue", String(64)),
+    Column("case_id", String(32), ForeignKey("cases.case_id")),
+    Column("application", JSON(none_as_null=True), nullable=False),  # contract columns as validated
+    CheckConstraint(_in("action", ONLINE_ACTIONS), name="ck_online_action"),
+    CheckConstraint(_in("decision_source", ONLINE_SOURCES), name="ck_online_source"),
+    CheckConstraint("pd >= 0 AND pd <= 1", name="ck_online_pd"),
+    sqlite_autoincrement=True,
+)
+Index("ix_online_decisions_decided_at", online_decisions.c.decided_at)
 
 audit_log = Table(
     "audit_log",
@@ -244,7 +299,7 @@ service_settings = Table(
     Column("value", Text, nullable=False),
 )
 
-APPEND_ONLY_TABLES = ("audit_log", "decisions", "review_events")
+APPEND_ONLY_TABLES = ("audit_log", "decisions", "review_events", "online_decisions")
 
 for _table in APPEND_ONLY_TABLES:
     for _verb in ("UPDATE", "DELETE"):

@@ -11,6 +11,13 @@ State changes that two people can race for (claiming, deciding) are also conditi
 ``UPDATE ... WHERE status = ...`` statements: exactly one of two racers succeeds, the
 other gets :class:`ConflictError`.
 
+Expert queues: given the policy's :class:`~aios_pipelines.review.queues.QueueRules` (the
+review service installs them), the store files each new case in its queue, refuses a claim
+or a decision by someone the queue does not admit (403), and gives every claim a deadline
+(the queue's idle limit) after which :meth:`ReviewStore.release_idle_claims` puts the case
+back. Online decisions (``POST /api/decisions``) are stored here too, with their review
+case when they have one, in one transaction.
+
 Nothing here imports Dagster.
 """
 
@@ -29,13 +36,18 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from sqlalchemy import and_, case as sql_case, create_engine, event, func, insert, or_, select, text, update
+from sqlalchemy import and_, case as sql_case, create_engine, event, func, insert, inspect, or_, select, text, update
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
+from aios_pipelines.policy.policy import DEFAULT_QUEUE
 from aios_pipelines.review import audit
+from aios_pipelines.review.queues import QueueRules
 from aios_pipelines.review.schema import (
+    ADDED_CASE_COLUMNS,
     DECISIONS,
+    ONLINE_ACTIONS,
+    ONLINE_SOURCES,
     PRIORITIES,
     RECOMMENDATIONS,
     ROLES,
@@ -48,6 +60,7 @@ from aios_pipelines.review.schema import (
     decisions,
     idempotency_keys,
     metadata,
+    online_decisions,
     review_events,
     service_settings,
     users,
@@ -67,6 +80,7 @@ MAX_REASON_CODES = 20
 
 OPEN_STATUSES = ("open", "claimed", "waiting_info", "awaiting_second_review", "escalated")
 OVERDUE_ESCALATES = ("open", "claimed", "awaiting_second_review")
+CLAIMABLE_STATUSES = ("claimed", "awaiting_second_review", "escalated")  # statuses a claim can be held in
 PRIORITY_RANK = {"high": 0, "normal": 1, "low": 2}
 
 EVENT_TASK_DECIDED = "task.decided"
@@ -411,9 +425,11 @@ def _state_message(case: Mapping[str, Any]) -> str:
 class ReviewStore:
     """Cases, claims, decisions, users, webhooks and the hash-chained audit log."""
 
-    def __init__(self, url: str, *, clock: Callable[[], datetime] | None = None, echo: bool = False):
+    def __init__(self, url: str, *, clock: Callable[[], datetime] | None = None, echo: bool = False,
+                 queues: QueueRules | None = None):
         self.url = url
         self.clock = clock or utcnow
+        self.queues = queues
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
@@ -438,12 +454,56 @@ class ReviewStore:
         return f"ReviewStore({make_url(self.url).render_as_string(hide_password=True)!r})"
 
     def create_all(self) -> "ReviewStore":
-        """Create missing tables, indexes and append-only triggers (safe to call again)."""
+        """Create missing tables, indexes and append-only triggers, and add the columns a store
+        created by an older version lacks (safe to call again)."""
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
             metadata.create_all(conn, checkfirst=True)
+            present = {c["name"] for c in inspect(conn).get_columns("cases")}
+            added = [name for name in ADDED_CASE_COLUMNS if name not in present]
+            for name in added:
+                column = cases.c[name]
+                conn.execute(text(
+                    f"ALTER TABLE cases ADD COLUMN {name} {column.type.compile(dialect=conn.dialect)}"
+                ))
+            if added:
+                for index in cases.indexes:
+                    index.create(conn, checkfirst=True)
         return self
+
+    def use_queues(self, rules: QueueRules | None) -> "ReviewStore":
+        """Enforce the policy's expert queues from now on (the review service calls this)."""
+        self.queues = rules
+        return self
+
+    @property
+    def default_queue(self) -> str:
+        return self.queues.default if self.queues is not None else DEFAULT_QUEUE
+
+    def queue_of(self, case: Mapping[str, Any]) -> str:
+        """The expert queue a case is in (older cases without one: the default queue)."""
+        name = case.get("expert_queue")
+        if self.queues is not None:
+            return self.queues.resolve(name)
+        return name or DEFAULT_QUEUE
+
+    def _check_queue(self, case: Mapping[str, Any], who: User) -> None:
+        """403 unless ``who`` may work the case's queue. Escalations are settled by any senior."""
+        if self.queues is None or case["status"] == "escalated":
+            return
+        name = case.get("expert_queue")
+        if not self.queues.may_work(who.name, who.role, name):
+            queue = self.queues.resolve(name)
+            raise PermissionDeniedError(
+                f"case {case['case_id']} is in the {queue} queue, which {who.name} ({who.role}) may not work; "
+                f"it is worked by {self.queues.who(name)}"
+            )
+
+    def _claim_deadline(self, case: Mapping[str, Any], now: datetime) -> datetime | None:
+        if self.queues is None:
+            return None
+        return now + self.queues.idle_limit(case.get("expert_queue"))
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -568,6 +628,9 @@ class ReviewStore:
             if isinstance(flags, str) or not isinstance(flags, (list, tuple)):
                 raise ReviewValidationError("quality_flags must be a list of strings")
             four_eyes = bool(raw.get("requires_four_eyes") or False)
+            expert_queue = _optional_text(raw.get("expert_queue"), "expert_queue", 64)
+            if expert_queue is None and self.queues is not None:
+                expert_queue = self.queues.route_case(raw)
             return {
                 "case_id": uuid.uuid4().hex,
                 "application_id": application_id,
@@ -597,6 +660,8 @@ class ReviewStore:
                 "source": source,
                 "final_decision": None,
                 "decided_at": None,
+                "expert_queue": expert_queue,
+                "claim_expires_at": None,
             }
         except ReviewValidationError as exc:
             raise ReviewValidationError(where + exc.message) from None
@@ -606,7 +671,8 @@ class ReviewStore:
         tx.conn.execute(
             insert(review_events),
             [{"case_id": r["case_id"], "event_type": "created", "actor": actor, "at": now,
-              "details": {"source": r["source"], "priority": r["priority"], "queue": r["queue"]}} for r in rows],
+              "details": {"source": r["source"], "priority": r["priority"], "queue": r["queue"],
+                          "expert_queue": r["expert_queue"]}} for r in rows],
         )
         for r in rows:
             tx.audit(now, actor, "case.created", "case", r["case_id"], {
@@ -614,7 +680,7 @@ class ReviewStore:
                 "due_at": r["due_at"], "requires_four_eyes": r["requires_four_eyes"], "pd": r["pd"],
                 "model_recommendation": r["model_recommendation"], "blind_review": r["blind_review"],
                 "policy_version": r["policy_version"], "policy_rule": r["policy_rule"],
-                "model_version": r["model_version"],
+                "model_version": r["model_version"], "expert_queue": r["expert_queue"],
                 # what the reviewer is shown, pinned: a later change to the case's inputs shows up
                 "inputs_hash": hashlib.sha256(audit.canonical_json({
                     "applicant_summary": r.get("applicant_summary"), "pd": r["pd"], "reasons": r.get("reasons"),
@@ -694,14 +760,26 @@ class ReviewStore:
         priority: str | None = None,
         *,
         queue: str | None = None,
+        expert_queue: str | Sequence[str] | None = None,
+        or_escalated: bool = False,
         now: datetime | None = None,
         limit: int = 500,
         offset: int = 0,
     ) -> list[dict[str, Any]]:
         """Cases by priority, then due time. ``mine`` is a user name (cases it has claimed);
-        ``overdue=True`` keeps undecided cases past due, ``False`` the others."""
+        ``overdue=True`` keeps undecided cases past due, ``False`` the others. ``expert_queue``
+        keeps the cases of those expert queues (``or_escalated``: and every escalated case,
+        which any senior may settle)."""
         now = self._now(now)
         query = select(cases)
+        if expert_queue is not None:
+            names = [expert_queue] if isinstance(expert_queue, str) else list(expert_queue)
+            in_queues = cases.c.expert_queue.in_(names)
+            if self.default_queue in names:  # older cases, and queues the policy no longer declares
+                in_queues = or_(in_queues, cases.c.expert_queue.is_(None))
+                if self.queues is not None:
+                    in_queues = or_(in_queues, cases.c.expert_queue.not_in(self.queues.names))
+            query = query.where(or_(in_queues, cases.c.status == "escalated") if or_escalated else in_queues)
         if status:
             statuses = [status] if isinstance(status, str) else list(status)
             unknown = [s for s in statuses if s not in STATUSES]
@@ -733,6 +811,23 @@ class ReviewStore:
             counts.update({r[0]: int(r[1]) for r in rows})
         return counts
 
+    def queue_counts(self, now: datetime | None = None) -> dict[str, tuple[int, int]]:
+        """Per expert queue: (undecided cases, of which overdue). Every declared queue is listed."""
+        now = self._now(now)
+        overdue = func.sum(sql_case((cases.c.due_at < now, 1), else_=0))
+        query = (
+            select(cases.c.expert_queue, func.count(), overdue)
+            .where(cases.c.status.in_(OPEN_STATUSES))
+            .group_by(cases.c.expert_queue)
+        )
+        counts: dict[str, tuple[int, int]] = {name: (0, 0) for name in (self.queues.names if self.queues else [])}
+        with self._read() as conn:
+            for name, total, late in conn.execute(query):
+                key = self.queue_of({"expert_queue": name})
+                before = counts.get(key, (0, 0))
+                counts[key] = (before[0] + int(total), before[1] + int(late or 0))
+        return counts
+
     # ------------------------------------------------------------------ claims
 
     def claim(self, case_id: str, user: User | str, *, now: datetime | None = None) -> dict[str, Any]:
@@ -745,15 +840,22 @@ class ReviewStore:
             case = tx.case(case_id)
             if case["claimed_by"] == who.name:
                 return case  # already yours: claiming again changes nothing
+            deadline = self._claim_deadline(case, now)
             if case["status"] == "open":
-                tx.transition(case, status="claimed", claimed_by=who.name, claimed_at=now, updated_at=now)
+                self._check_queue(case, who)
+                tx.transition(case, status="claimed", claimed_by=who.name, claimed_at=now, claim_expires_at=deadline,
+                              updated_at=now)
             elif case["status"] in ("awaiting_second_review", "escalated"):
                 self._check_senior_may_act(tx, case, who)
-                tx.transition(case, expect_claimed_by=None, claimed_by=who.name, claimed_at=now, updated_at=now)
+                self._check_queue(case, who)
+                tx.transition(case, expect_claimed_by=None, claimed_by=who.name, claimed_at=now,
+                              claim_expires_at=deadline, updated_at=now)
             else:
                 raise ConflictError(_state_message(case))
-            tx.event(case_id, "claimed", who.name, now, {"status": case["status"]})
-            tx.audit(now, who.name, "case.claimed", "case", case_id, {"status": case["status"]})
+            details = {"status": case["status"], "expert_queue": self.queue_of(case),
+                       "claim_expires_at": deadline}
+            tx.event(case_id, "claimed", who.name, now, details)
+            tx.audit(now, who.name, "case.claimed", "case", case_id, details)
             return tx.case(case_id)
 
     def release(self, case_id: str, user: User | str, *, now: datetime | None = None) -> dict[str, Any]:
@@ -768,10 +870,41 @@ class ReviewStore:
             if holder != who.name and not who.is_admin:
                 raise PermissionDeniedError(f"case {case_id} is claimed by {holder}; only they or an admin can release it")
             status = "open" if case["status"] == "claimed" else case["status"]
-            tx.transition(case, expect_claimed_by=holder, status=status, claimed_by=None, claimed_at=None, updated_at=now)
-            tx.event(case_id, "released", who.name, now, {"claimed_by": holder})
-            tx.audit(now, who.name, "case.released", "case", case_id, {"claimed_by": holder, "status": status})
+            tx.transition(case, expect_claimed_by=holder, status=status, claimed_by=None, claimed_at=None,
+                          claim_expires_at=None, updated_at=now)
+            details = {"claimed_by": holder, "status": status, "expert_queue": self.queue_of(case),
+                       "reason": "released by the reviewer" if holder == who.name else "released by an admin"}
+            tx.event(case_id, "released", who.name, now, details)
+            tx.audit(now, who.name, "case.released", "case", case_id, details)
             return tx.case(case_id)
+
+    def release_idle_claims(self, now: datetime | None = None, *, actor: str = "system:idle_claims") -> list[str]:
+        """Put back in their queue the cases whose claim outlived its deadline (the queue's
+        idle limit, set when the case was claimed) without a decision; returns their ids.
+        Each release is a ``released`` event and a ``case.released`` audit entry with
+        ``reason: idle``."""
+        now = self._now(now)
+        released: list[str] = []
+        with self._write() as tx:
+            idle = tx.conn.execute(
+                select(cases).where(cases.c.claimed_by.is_not(None), cases.c.claim_expires_at.is_not(None),
+                                    cases.c.claim_expires_at < now, cases.c.status.in_(CLAIMABLE_STATUSES))
+                .order_by(cases.c.claim_expires_at, cases.c.case_id)
+            ).fetchall()
+            for row in idle:
+                case = _row(row)
+                status = "open" if case["status"] == "claimed" else case["status"]
+                tx.transition(case, expect_claimed_by=case["claimed_by"], status=status, claimed_by=None,
+                              claimed_at=None, claim_expires_at=None, updated_at=now)
+                details = _json_safe({
+                    "reason": "idle", "claimed_by": case["claimed_by"], "claimed_at": case["claimed_at"],
+                    "claim_expired_at": case["claim_expires_at"], "status": status,
+                    "expert_queue": self.queue_of(case),
+                })
+                tx.event(case["case_id"], "released", actor, now, details)
+                tx.audit(now, actor, "case.released", "case", case["case_id"], details)
+                released.append(case["case_id"])
+        return released
 
     def _check_senior_may_act(self, tx: _Tx, case: Mapping[str, Any], who: User) -> None:
         what = "second reviews" if case["status"] == "awaiting_second_review" else "escalated cases"
@@ -824,6 +957,7 @@ class ReviewStore:
             if status == "waiting_info":
                 raise ConflictError(f"case {case_id} is waiting for information; return it to the queue first")
             if status in ("open", "claimed"):
+                self._check_queue(case, who)
                 if status == "open":
                     tx.transition(case, status="claimed", claimed_by=who.name, claimed_at=now, updated_at=now)
                     tx.event(case_id, "claimed", who.name, now, {"by_deciding": True})
@@ -833,6 +967,7 @@ class ReviewStore:
                     raise ConflictError(_state_message(case))
             else:  # awaiting_second_review, escalated
                 self._check_senior_may_act(tx, case, who)
+                self._check_queue(case, who)
                 if case["claimed_by"] not in (None, who.name):
                     raise ConflictError(_state_message(case))
             votes = tx.votes(case_id)
@@ -858,6 +993,7 @@ class ReviewStore:
                 "queue": _queue_for(new_status, case["requires_four_eyes"]),
                 "claimed_by": None,
                 "claimed_at": None,
+                "claim_expires_at": None,
                 "updated_at": now,
                 "resume_status": ("open" if status == "claimed" else status) if new_status == "waiting_info" else None,
             }
@@ -937,7 +1073,7 @@ class ReviewStore:
                 raise ConflictError(f"case {case_id} is {case['status']}, not waiting for information")
             back = case["resume_status"] or "open"
             tx.transition(case, status=back, resume_status=None, queue=_queue_for(back, case["requires_four_eyes"]),
-                          claimed_by=None, claimed_at=None, updated_at=now)
+                          claimed_by=None, claimed_at=None, claim_expires_at=None, updated_at=now)
             tx.event(case_id, "info_returned", actor, now, {"note": note, "status": back})
             tx.audit(now, actor, "case.info_returned", "case", case_id, {"note": note, "status": back})
             return tx.case(case_id)
@@ -957,7 +1093,8 @@ class ReviewStore:
                 # Under the write lock nothing else moves these cases, so one UPDATE per chunk.
                 tx.conn.execute(
                     update(cases).where(cases.c.case_id.in_(ids), cases.c.status.in_(OVERDUE_ESCALATES)).values(
-                        status="escalated", queue="escalation", claimed_by=None, claimed_at=None, updated_at=now)
+                        status="escalated", queue="escalation", claimed_by=None, claimed_at=None, claim_expires_at=None,
+                        updated_at=now)
                 )
                 entries = []
                 for case in chunk:
@@ -1168,6 +1305,129 @@ class ReviewStore:
                     idempotency_keys.c.response_status.is_(None),
                 )
             )
+
+    # ------------------------------------------------------------------ online decisions
+
+    def record_online_decision(
+        self,
+        decision: Mapping[str, Any],
+        case_row: Mapping[str, Any] | None = None,
+        *,
+        actor: str,
+        now: datetime | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Store one online decision and, when the policy routed it to people, its review case,
+        in one transaction with their audit entries. Returns (decision row, case or None).
+
+        ``decision`` has the columns of ``online_decisions`` but ``seq``, ``decision_id``,
+        ``decided_at``, ``requested_by``, ``case_id`` and ``expert_queue`` (set here).
+        An application is decided online once: a second one, or one that already has a review
+        case, is a :class:`ConflictError` naming the first.
+        """
+        now = self._now(now)
+        values = _online_values(decision, actor=actor, now=now)
+        case_values = self._case_values(case_row, now=now, source="api") if case_row is not None else None
+        if case_values is not None and case_values["application_id"] != values["application_id"]:
+            raise ReviewValidationError("the case row is for another application than the decision")
+        with self._write() as tx:
+            earlier = tx.conn.execute(
+                select(online_decisions.c.decision_id).where(online_decisions.c.application_id == values["application_id"])
+            ).first()
+            if earlier is not None:
+                raise ConflictError(
+                    f"application {values['application_id']} was already decided online (decision {earlier.decision_id})"
+                )
+            found = tx.conn.execute(
+                select(cases.c.case_id).where(cases.c.application_id == values["application_id"])
+            ).first()
+            if found is not None:
+                raise ConflictError(f"application {values['application_id']} already has review case {found.case_id}")
+            case = None
+            if case_values is not None:
+                self._insert_cases(tx, [case_values], actor, now)
+                values["case_id"] = case_values["case_id"]
+                values["expert_queue"] = case_values["expert_queue"]
+            values["seq"] = tx.conn.execute(insert(online_decisions).values(**values)).inserted_primary_key[0]
+            tx.audit(now, actor, "online_decision.recorded", "online_decision", values["decision_id"], {
+                **{k: values[k] for k in (
+                    "application_id", "action", "policy_rule", "policy_hard_rule", "pd", "score_band", "model_version",
+                    "decision_source", "fallback_reason", "policy_version", "policy_fingerprint", "automation_paused",
+                    "case_id", "expert_queue",
+                )},
+                "reason_codes": [r["code"] for r in values["reasons"]],
+                # the inputs the decision was made on, pinned
+                "inputs_hash": hashlib.sha256(audit.canonical_json(values["application"]).encode()).hexdigest(),
+            })
+            if case_values is not None:
+                case = tx.case(case_values["case_id"])
+        return values, case
+
+    def get_online_decision(self, decision_id: str) -> dict[str, Any]:
+        with self._read() as conn:
+            row = conn.execute(select(online_decisions).where(online_decisions.c.decision_id == decision_id)).first()
+        if row is None:
+            raise NotFoundError(f"no online decision {decision_id!r}")
+        return _row(row)
+
+    def online_decisions_since(self, cursor: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Online decisions with ``seq > cursor``, in order (the same cursor contract as
+        :meth:`decisions_since`: seq is assigned under the write lock, rows never change)."""
+        query = (select(online_decisions).where(online_decisions.c.seq > int(cursor))
+                 .order_by(online_decisions.c.seq).limit(max(1, int(limit))))
+        with self._read() as conn:
+            return [_row(r) for r in conn.execute(query)]
+
+    def last_online_seq(self) -> int:
+        with self._read() as conn:
+            value = conn.execute(select(func.max(online_decisions.c.seq))).scalar()
+        return int(value or 0)
+
+
+def _online_values(decision: Mapping[str, Any], *, actor: str, now: datetime) -> dict[str, Any]:
+    """An ``online_decisions`` row from what the decision service computed."""
+    application_id = _optional_text(decision.get("application_id"), "application_id")
+    if not application_id:
+        raise ReviewValidationError("application_id is required")
+    action = decision.get("action")
+    if action not in ONLINE_ACTIONS:
+        raise ReviewValidationError(f"action must be one of {list(ONLINE_ACTIONS)}, got {action!r}")
+    source = decision.get("decision_source")
+    if source not in ONLINE_SOURCES:
+        raise ReviewValidationError(f"decision_source must be one of {list(ONLINE_SOURCES)}, got {source!r}")
+    pd = _optional_float(decision.get("pd"), "pd", low=0, high=1)
+    if pd is None:
+        raise ReviewValidationError("pd is required")
+    application_date = _as_date(decision.get("application_date"))
+    if application_date is None:
+        raise ReviewValidationError("application_date is required")
+    due_hours = decision.get("review_due_hours")
+    return {
+        "decision_id": uuid.uuid4().hex,
+        "application_id": application_id,
+        "application_date": application_date,
+        "decided_at": now,
+        "requested_by": actor,
+        "pd": pd,
+        "score_band": _optional_text(decision.get("score_band"), "score_band", 16),
+        "model_version": _optional_text(decision.get("model_version"), "model_version", 64),
+        "decision_source": source,
+        "fallback_reason": _optional_text(decision.get("fallback_reason"), "fallback_reason", 4000),
+        "confidence": _optional_float(decision.get("confidence"), "confidence", low=0, high=1),
+        "reasons": _clean_reasons(decision.get("reasons")),
+        "quality_flags": [str(f) for f in decision.get("quality_flags") or []],
+        "action": action,
+        "policy_rule": _optional_text(decision.get("policy_rule"), "policy_rule") or "",
+        "policy_hard_rule": _optional_text(decision.get("policy_hard_rule"), "policy_hard_rule", 64),
+        "requires_four_eyes": bool(decision.get("requires_four_eyes") or False),
+        "review_priority": _optional_text(decision.get("review_priority"), "review_priority", 16),
+        "review_due_hours": None if due_hours is None else int(due_hours),
+        "policy_version": _optional_text(decision.get("policy_version"), "policy_version", 64) or "",
+        "policy_fingerprint": _optional_text(decision.get("policy_fingerprint"), "policy_fingerprint", 64) or "",
+        "automation_paused": bool(decision.get("automation_paused") or False),
+        "expert_queue": None,
+        "case_id": None,
+        "application": _json_safe(dict(decision.get("application") or {})),
+    }
 
 
 def _webhook_payload(event_name: str, case: Mapping[str, Any], record: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,11 +1,12 @@
 """Review-store rows as the warehouse tables the analytics read (see
-``aios_pipelines.analytics.review_tables`` for their schemas). Pure: no Dagster, no I/O."""
+``aios_pipelines.analytics.review_tables`` for their schemas, and below for the online
+decisions'). Pure: no Dagster, no I/O."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from typing import Any
 
 import polars as pl
@@ -15,6 +16,9 @@ from aios_pipelines.analytics.review_tables import (
     REVIEW_CASES_SCHEMA,
     REVIEW_EVENTS_SCHEMA,
 )
+from aios_pipelines.decisioning.online import ONLINE_SOURCE_FILE
+from aios_pipelines.ingestion.contract import DatasetSpec
+from aios_pipelines.ingestion.validation import LANDING_DATE, SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN, loaded_schema
 
 
 def _naive_utc(value: datetime | None) -> datetime | None:
@@ -80,3 +84,90 @@ def decisions_table(
             }
         )
     return _frame(rows, HUMAN_DECISIONS_SCHEMA)
+
+
+# --------------------------------------------------------------------------- online decisions
+
+# One row per online decision: the columns of the batch ``scored_applications`` (same names,
+# same types, so a union of the two is one decision table), then what only an online decision
+# has. ``origin`` is 'online' (the batch rows are 'batch' in a union).
+ONLINE_DECISIONS_SCHEMA: dict[str, pl.DataType] = {
+    "application_id": pl.String(),
+    "application_date": pl.Date(),
+    "pd": pl.Float64(),
+    "score_band": pl.String(),
+    "model_version": pl.String(),
+    "decision_source": pl.String(),  # model | fallback_rules
+    "confidence": pl.Float64(),
+    "reason_features": pl.List(pl.String()),
+    "reason_codes": pl.List(pl.String()),
+    "reason_texts": pl.List(pl.String()),
+    "quality_flags": pl.List(pl.String()),
+    "action": pl.String(),  # auto_approve | auto_decline | review
+    "policy_rule": pl.String(),
+    "policy_hard_rule": pl.String(),
+    "requires_four_eyes": pl.Boolean(),
+    "review_priority": pl.String(),
+    "review_due_hours": pl.Int64(),
+    "policy_version": pl.String(),
+    "policy_fingerprint": pl.String(),
+    "automation_paused": pl.Boolean(),
+    "fallback_reason": pl.String(),
+    "origin": pl.String(),  # online
+    "decision_id": pl.String(),
+    "decided_at": pl.Datetime("us"),
+    "requested_by": pl.String(),
+    "case_id": pl.String(),  # the review case of a referral
+    "expert_queue": pl.String(),
+    "copied_cursor": pl.Int64(),  # the review store's online decision sequence
+}
+
+
+def online_decisions_table(rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
+    """``ReviewStore.online_decisions_since`` rows as the warehouse's ``online_decisions``."""
+    out = []
+    for row in rows:
+        reasons = list(row.get("reasons") or [])
+        out.append(
+            {
+                **{k: row.get(k) for k in ONLINE_DECISIONS_SCHEMA},
+                "reason_features": [r.get("feature") for r in reasons],
+                "reason_codes": [r.get("code") for r in reasons],
+                "reason_texts": [r.get("text") or "" for r in reasons],
+                "quality_flags": list(row.get("quality_flags") or []),
+                "origin": "online",
+                "decided_at": _naive_utc(row.get("decided_at")),
+                "copied_cursor": int(row["seq"]),
+            }
+        )
+    return _frame(out, ONLINE_DECISIONS_SCHEMA)
+
+
+def _typed_value(value: Any, column_type: str) -> Any:
+    if value is None:
+        return None
+    if column_type == "timestamp":
+        parsed = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+        return _naive_utc(parsed)
+    if column_type == "date":
+        return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+    if column_type == "integer":
+        return int(value)
+    if column_type == "float":
+        return float(value)
+    return str(value)
+
+
+def online_applications_table(rows: Iterable[Mapping[str, Any]], dataset: DatasetSpec) -> pl.DataFrame:
+    """The applications of online decisions, shaped like ``raw_applications`` (the contract's
+    columns, typed, then ``landing_date`` = the application's date, ``source_file`` =
+    ``api:online`` and ``source_row`` = the decision's sequence number)."""
+    schema = loaded_schema(dataset)
+    out = []
+    for row in rows:
+        application = row.get("application") or {}
+        typed = {c.name: _typed_value(application.get(c.name), c.type) for c in dataset.columns}
+        typed.update({LANDING_DATE: row["application_date"], SOURCE_FILE_COLUMN: ONLINE_SOURCE_FILE,
+                      SOURCE_ROW_COLUMN: int(row["seq"])})
+        out.append(typed)
+    return _frame(out, schema)

@@ -1,4 +1,5 @@
-"""The pipeline's two doors into the review store: publish routed cases, copy decisions out."""
+"""The pipeline's doors into the review store: publish routed cases, copy decisions out (the
+human ones, and the online decisions the service made), and sweep SLAs and idle claims."""
 
 from datetime import datetime, timezone
 
@@ -7,6 +8,7 @@ import polars as pl
 
 from aios_pipelines.defs.metadata import markdown_table, partition_days
 from aios_pipelines.defs.partitions import daily_partitions
+from aios_pipelines.defs.selection import own_checks_only
 from aios_pipelines.defs.resources import LandingResource, PolicyResource, ReviewStoreResource, WarehouseResource
 from aios_pipelines.features.build import APPLICATION_DATE, APPLICATION_ID
 
@@ -183,22 +185,121 @@ publish_review_cases = dg.define_asset_job(
 
 copy_review_decisions = dg.define_asset_job(
     "copy_review_decisions",
-    selection=dg.AssetSelection.assets("review_cases", "human_decisions", "review_events"),
+    selection=own_checks_only("review_cases", "human_decisions", "review_events"),
     executor_def=dg.in_process_executor,
     description="Copy new human decisions, case states and events from the review store into the warehouse.",
 )
 
 
-@dg.op(description="Escalate undecided cases past their due time; retry undelivered webhooks.")
+@dg.op(description="Release claims idle past their queue's limit; escalate undecided cases past their due time; "
+                   "retry undelivered webhooks.")
 def sweep_review_sla(context: dg.OpExecutionContext, review_store: ReviewStoreResource) -> None:
     from aios_pipelines.review.webhooks import WebhookDispatcher
 
     store = review_store.get()
-    escalated = store.escalate_overdue(datetime.now(timezone.utc))
+    at = datetime.now(timezone.utc)
+    released = store.release_idle_claims(at)
+    escalated = store.escalate_overdue(at)
     delivered = WebhookDispatcher(store).deliver_pending()
     context.log.info(
-        f"escalated {len(escalated)} overdue case(s); webhooks delivered {sum(delivered.values())} of {len(delivered)} pending"
+        f"released {len(released)} idle claim(s); escalated {len(escalated)} overdue case(s); "
+        f"webhooks delivered {sum(delivered.values())} of {len(delivered)} pending"
     )
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            "online_decisions",
+            group_name=REVIEW_GROUP,
+            kinds={"duckdb"},
+            description="Every decision the review service made online (POST /api/decisions), one row per "
+                        "application, with the columns of scored_applications plus origin = 'online', the decision "
+                        "id and time, and the review case of a referral. Copied incrementally.",
+        ),
+        dg.AssetSpec(
+            "online_applications",
+            group_name=REVIEW_GROUP,
+            kinds={"duckdb"},
+            description="The applications decided online, shaped like raw_applications (landing_date = the "
+                        "application's date, source_file = 'api:online').",
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "check_consistency_online_decisions_copied",
+            asset="online_decisions",
+            blocking=True,
+            description="The warehouse holds every online decision the review store holds, each once, with its application.",
+        ),
+    ],
+    pool="warehouse",
+)
+def online_decision_copies(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
+                           review_store: ReviewStoreResource, landing: LandingResource):
+    """Copy the online decisions (and their applications) out of the review store, by the store's
+    own sequence number: a re-run or a crash mid-copy never duplicates a row."""
+    from aios_pipelines.review.warehouse_copy import online_applications_table, online_decisions_table
+
+    store = review_store.get()
+    wh = warehouse.get()
+    cursor = wh.scalar("select max(copied_cursor) from online_decisions") if wh.table_exists("online_decisions") else None
+    new_rows = store.online_decisions_since(int(cursor or 0), limit=10_000_000)
+    decisions = online_decisions_table(new_rows)
+    applications = online_applications_table(new_rows, landing.contract().applications)
+    wh.sync_tables(upsert={"online_decisions": (decisions, "decision_id"),
+                           "online_applications": (applications, "source_row")})
+
+    stored = wh.query("select count(*) as n, count(distinct decision_id) as d from online_decisions").row(0)
+    with_application = wh.scalar(
+        "select count(*) from online_decisions d join online_applications a on a.source_row = d.copied_cursor"
+    )
+    in_store = store.last_online_seq()
+    copied_up_to = int(wh.scalar("select coalesce(max(copied_cursor), 0) from online_decisions"))
+    mix = decisions.group_by("action", "decision_source").len("decisions").sort("action", "decision_source")
+    yield dg.MaterializeResult(
+        asset_key="online_decisions",
+        metadata={
+            "dagster/row_count": stored[0],
+            "new_decisions": decisions.height,
+            "copied_up_to_seq": copied_up_to,
+            "new_by_action": markdown_table(mix) if decisions.height else "none",
+            "preview": markdown_table(decisions.select("application_id", "pd", "action", "policy_rule", "model_version",
+                                                       "decision_source", "decided_at").head(8)),
+        },
+    )
+    yield dg.MaterializeResult(asset_key="online_applications", metadata={"new_applications": applications.height})
+    yield dg.AssetCheckResult(
+        asset_key="online_decisions",
+        check_name="check_consistency_online_decisions_copied",
+        passed=stored[0] == stored[1] == with_application and copied_up_to == in_store,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"rows": stored[0], "distinct_decisions": stored[1], "with_application": with_application,
+                  "store_last_seq": in_store, "copied_up_to_seq": copied_up_to},
+    )
+
+
+copy_online_decisions = dg.define_asset_job(
+    "copy_online_decisions",
+    selection=dg.AssetSelection.assets("online_decisions", "online_applications"),
+    executor_def=dg.in_process_executor,
+    description="Copy new online decisions and their applications from the review store into the warehouse.",
+)
+
+
+@dg.sensor(
+    job=copy_online_decisions,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Copies online decisions into the warehouse when the review service has made new ones.",
+)
+def online_decisions_sensor(context: dg.SensorEvaluationContext, review_store: ReviewStoreResource):
+    last = review_store.get().last_online_seq()
+    seen = int(context.cursor or 0)
+    if last <= seen:
+        return dg.SkipReason(f"no new online decisions since seq {seen}")
+    context.update_cursor(str(last))
+    return dg.RunRequest(run_key=f"online-decisions-up-to-{last}", tags={"aios/trigger": "new_online_decisions"})
 
 
 @dg.job(executor_def=dg.in_process_executor, description="SLA sweep of the review store.")
@@ -211,7 +312,7 @@ review_sla_schedule = dg.ScheduleDefinition(
     job=sweep_review_slas,
     cron_schedule="*/15 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Escalates overdue review cases and retries webhook deliveries.",
+    description="Releases idle claims, escalates overdue review cases and retries webhook deliveries.",
 )
 
 
