@@ -82,6 +82,16 @@ def browser():
     driver.quit()
 
 
+def _eventually(condition, seconds: float = 15.0):
+    """A click returns before the form's POST has landed: wait for its effect, then assert it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
 def test_underwriter_logs_in_claims_and_declines_with_a_reason(service, browser):
     base, token, store = service
     browser.get(base + "/")
@@ -96,13 +106,15 @@ def test_underwriter_logs_in_claims_and_declines_with_a_reason(service, browser)
         assert expected in page, expected
 
     browser.find_element(By.XPATH, "//button[normalize-space()='Claim this case']").click()
-    assert store.get_case_by_application("APP-BROWSER-1")["claimed_by"] == "uma"
+    assert _eventually(lambda: store.get_case_by_application("APP-BROWSER-1")["claimed_by"] == "uma")
+    assert _eventually(lambda: "Release it" in browser.page_source)  # the page after the claim has loaded
 
     decline = browser.find_element(By.XPATH, "//form[.//input[@name='decision' and @value='decline']]")
     decline.find_element(By.CSS_SELECTOR, "input[name='reason_codes'][value='R07']").click()
     decline.find_element(By.NAME, "note").send_keys("Bureau score confirmed low")
     decline.find_element(By.CSS_SELECTOR, "button[type='submit']").click()
 
+    assert _eventually(lambda: store.get_case_by_application("APP-BROWSER-1")["status"] == "decided")
     case = store.get_case_by_application("APP-BROWSER-1")
     assert case["status"] == "decided" and case["final_decision"] == "decline"
     decisions = store.case_history(case["case_id"])["decisions"]
