@@ -26,8 +26,9 @@ install: $(STAMP)
 dbt-manifest: $(STAMP)
 	$(BIN)/dagster-dbt project prepare-and-package --file aios_pipelines/defs/analytics/dbt_project.py
 
+# `make demo DRIFT_FROM=2026-09-01` injects an income shift from that day and runs monitoring.
 demo: $(STAMP) dbt-manifest
-	$(BIN)/aios demo
+	$(BIN)/aios demo $(if $(DRIFT_FROM),--drift-from $(DRIFT_FROM))
 
 # Browser tests drive Debian's Chromium; a test tool's own browser download does not work offline.
 system-deps:
