@@ -168,3 +168,9 @@ def test_demo_end_to_end_then_explain_and_list(home, capsys):
     assert code == 0, err
     rows = [line.split() for line in out.splitlines()[1:]]
     assert [row[:2] for row in rows] == [["1", "champion"]]
+
+    # promote by hand: recorded with who and why in the alias history
+    code, out, err = run(capsys, "model", "promote", "1", "--reason", "re-confirmed by credit committee", "--actor", "risk-lead")
+    assert code == 0 and "v1 is now the champion" in out, err
+    code, out, err = run(capsys, "model", "promote", "7", "--reason", "no such version", "--actor", "risk-lead")
+    assert code == 2 and "7" in err
