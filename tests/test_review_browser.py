@@ -99,8 +99,9 @@ def test_underwriter_logs_in_claims_and_declines_with_a_reason(service, browser)
     browser.find_element(By.NAME, "token").send_keys(token)
     browser.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
 
-    assert "Review inbox" in browser.page_source
+    assert _eventually(lambda: "Review inbox" in browser.page_source)
     browser.find_element(By.LINK_TEXT, "APP-BROWSER-1").click()
+    assert _eventually(lambda: "Claim this case" in browser.page_source)
     page = browser.page_source
     for expected in ("0.2700", "R07", "Credit bureau score is low", "review:grey_zone", "bureau_score: missing"):
         assert expected in page, expected
@@ -122,6 +123,7 @@ def test_underwriter_logs_in_claims_and_declines_with_a_reason(service, browser)
     assert store.verify_audit_chain()[0]
     # the case file shows the decision in its history; kept as a test artifact
     browser.get(f"{base}/cases/{case['case_id']}")
+    assert _eventually(lambda: "Bureau score confirmed low" in browser.page_source)
     history = browser.page_source
     assert "decided" in history and "uma" in history and "Bureau score confirmed low" in history
     ARTIFACTS.mkdir(exist_ok=True)
