@@ -1197,9 +1197,12 @@ def _schema_type(schema: dict[str, Any]) -> str:
 
 
 def serve(store: ReviewStore, host: str = "127.0.0.1", port: int = 8000, *,
-          online: OnlineDecisions | None = None) -> None:
+          online: OnlineDecisions | None = None, ssl_certfile: str | None = None,
+          ssl_keyfile: str | None = None) -> None:
     """Run the service with uvicorn (blocking). The online decisions come from the data
-    directory unless given; the champion is loaded before the first request arrives."""
+    directory unless given; the champion is loaded before the first request arrives. With
+    ``ssl_certfile`` and ``ssl_keyfile`` it serves HTTPS (whether it may listen on ``host``
+    at all is :func:`aios_pipelines.review.serving.decide_bind`'s call, made by the CLI)."""
     import uvicorn
 
     if online is None:
@@ -1208,4 +1211,5 @@ def serve(store: ReviewStore, host: str = "127.0.0.1", port: int = 8000, *,
     print(f"online decisions: {'champion v' + snapshot.model_version if snapshot.model else 'fallback rules'}"
           f"{'' if snapshot.model else ' (' + str(snapshot.fallback_reason) + ')'}; policy {online.policy.version}",
           flush=True)
-    uvicorn.run(create_app(store, policy=online.policy, online=online), host=host, port=port, log_level="info")
+    tls = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile} if ssl_certfile and ssl_keyfile else {}
+    uvicorn.run(create_app(store, policy=online.policy, online=online), host=host, port=port, log_level="info", **tls)
