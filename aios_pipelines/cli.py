@@ -220,7 +220,9 @@ def print_summary(paths, home: Path, seconds: float) -> None:
         )
         total = max(sum(mix["n"]), 1)
         print("  decision mix: " + ", ".join(f"{d} {n:,} ({n / total:.0%})" for d, n in mix.iter_rows()))
-    _print_approval_funnel(warehouse)
+    from aios_pipelines.analytics.summary import decision_flow_summary
+
+    print(decision_flow_summary(warehouse), end="")
     _print_monitoring_summary(warehouse, paths)
     print("\nWhere to look")
     print(f"  Dagster UI:  DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml   (or: make dev)")
@@ -235,22 +237,6 @@ def print_summary(paths, home: Path, seconds: float) -> None:
         counts = ReviewStore.for_paths(paths).status_counts()
         print(f"  review inbox: {counts.get('open', 0):,} open cases; `.venv/bin/aios users add me --role underwriter` "
               "prints a token, `make dev` serves the inbox on http://127.0.0.1:8000")
-
-
-def _print_approval_funnel(warehouse) -> None:
-    """One line of the approval_funnel mart (built by dbt in the build_analytics job)."""
-    if not warehouse.table_exists("approval_funnel"):
-        return
-    f = warehouse.query(
-        "select sum(applications) as applications, sum(auto_approved) as auto_approved, "
-        "sum(auto_declined) as auto_declined, sum(referred_to_review) as referred, sum(reviewed) as reviewed, "
-        "sum(approved) as approved, sum(declined) as declined, sum(pending) as pending from approval_funnel"
-    ).row(0, named=True)
-    if not f["applications"]:
-        return
-    print(f"  approval funnel: {f['applications']:,} applications -> {f['auto_approved']:,} auto-approved, "
-          f"{f['auto_declined']:,} auto-declined, {f['referred']:,} referred ({f['reviewed']:,} reviewed, "
-          f"{f['pending']:,} pending) -> {f['approved']:,} approved, {f['declined']:,} declined")
 
 
 def _registry(paths):
@@ -293,14 +279,6 @@ def cmd_dev(args: argparse.Namespace) -> int:
     import signal
     import subprocess
 
-    from aios_pipelines.review.serving import InsecureBindError, decide_bind
-
-    try:
-        decide_bind(args.host, allow_insecure=args.allow_insecure_bind)
-    except InsecureBindError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-
     from aios_pipelines.defs.instance import dagster_home
     from aios_pipelines.settings import PROJECT_ROOT
 
@@ -310,8 +288,6 @@ def cmd_dev(args: argparse.Namespace) -> int:
     dagster = [str(bin_dir / "dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host,
                "-p", str(args.port)]
     review = [str(bin_dir / "aios"), "review", "serve", "--host", args.host, "--port", str(args.review_port)]
-    if args.allow_insecure_bind:
-        review.append("--allow-insecure-bind")
     print(f"Dagster UI      http://{args.host}:{args.port}   (DAGSTER_HOME={env['DAGSTER_HOME']})", flush=True)
     print(f"review service  http://{args.host}:{args.review_port}   (aios users add NAME --role underwriter)", flush=True)
     children = [
@@ -415,20 +391,10 @@ def _review_store(store_url: str | None):
 
 def cmd_review(args: argparse.Namespace) -> int:
     from aios_pipelines.review.app import serve
-    from aios_pipelines.review.serving import InsecureBindError, decide_bind
 
-    try:
-        bind = decide_bind(args.host, certfile=args.tls_certfile, keyfile=args.tls_keyfile,
-                           allow_insecure=args.allow_insecure_bind)
-    except InsecureBindError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if bind.warning:
-        print(bind.warning, file=sys.stderr, flush=True)
     store = _review_store(args.store_url)
-    print(f"AIOS review service on {bind.scheme}://{args.host}:{args.port}  (store: {store!r}; API reference at /docs)",
-          flush=True)
-    serve(store, host=args.host, port=args.port, ssl_certfile=bind.certfile, ssl_keyfile=bind.keyfile)
+    print(f"AIOS review service on http://{args.host}:{args.port}  (store: {store!r}; API reference at /docs)", flush=True)
+    serve(store, host=args.host, port=args.port)
     return 0
 
 
@@ -522,8 +488,6 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--review-port", type=int, default=8000)
-    dev.add_argument("--allow-insecure-bind", action="store_true",
-                     help="let the review service serve plain HTTP on a non-loopback --host")
     dev.set_defaults(func=cmd_dev)
 
     model = sub.add_parser("model", help="the model registry: list, promote, rollback, history")
@@ -559,10 +523,6 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--store-url", help="SQLAlchemy URL of the review store (default: SQLite under $AIOS_HOME)")
-    serve.add_argument("--tls-certfile", help="TLS certificate (PEM) to serve HTTPS; needed on a non-loopback --host")
-    serve.add_argument("--tls-keyfile", help="the certificate's private key (PEM)")
-    serve.add_argument("--allow-insecure-bind", action="store_true",
-                       help="serve plain HTTP on a non-loopback --host (only behind a proxy that terminates TLS)")
     review.set_defaults(func=cmd_review)
 
     users = sub.add_parser("users", help="reviewer and system accounts of the review service")
