@@ -279,6 +279,14 @@ def cmd_dev(args: argparse.Namespace) -> int:
     import signal
     import subprocess
 
+    from aios_pipelines.review.serving import InsecureBindError, decide_bind
+
+    try:
+        decide_bind(args.host, allow_insecure=args.allow_insecure_bind)
+    except InsecureBindError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
     from aios_pipelines.defs.instance import dagster_home
     from aios_pipelines.settings import PROJECT_ROOT
 
@@ -288,6 +296,8 @@ def cmd_dev(args: argparse.Namespace) -> int:
     dagster = [str(bin_dir / "dagster"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", args.host,
                "-p", str(args.port)]
     review = [str(bin_dir / "aios"), "review", "serve", "--host", args.host, "--port", str(args.review_port)]
+    if args.allow_insecure_bind:
+        review.append("--allow-insecure-bind")
     print(f"Dagster UI      http://{args.host}:{args.port}   (DAGSTER_HOME={env['DAGSTER_HOME']})", flush=True)
     print(f"review service  http://{args.host}:{args.review_port}   (aios users add NAME --role underwriter)", flush=True)
     children = [
@@ -391,10 +401,20 @@ def _review_store(store_url: str | None):
 
 def cmd_review(args: argparse.Namespace) -> int:
     from aios_pipelines.review.app import serve
+    from aios_pipelines.review.serving import InsecureBindError, decide_bind
 
+    try:
+        bind = decide_bind(args.host, certfile=args.tls_certfile, keyfile=args.tls_keyfile,
+                           allow_insecure=args.allow_insecure_bind)
+    except InsecureBindError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if bind.warning:
+        print(bind.warning, file=sys.stderr, flush=True)
     store = _review_store(args.store_url)
-    print(f"AIOS review service on http://{args.host}:{args.port}  (store: {store!r}; API reference at /docs)", flush=True)
-    serve(store, host=args.host, port=args.port)
+    print(f"AIOS review service on {bind.scheme}://{args.host}:{args.port}  (store: {store!r}; API reference at /docs)",
+          flush=True)
+    serve(store, host=args.host, port=args.port, ssl_certfile=bind.certfile, ssl_keyfile=bind.keyfile)
     return 0
 
 
@@ -488,6 +508,8 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--review-port", type=int, default=8000)
+    dev.add_argument("--allow-insecure-bind", action="store_true",
+                     help="let the review service serve plain HTTP on a non-loopback --host")
     dev.set_defaults(func=cmd_dev)
 
     model = sub.add_parser("model", help="the model registry: list, promote, rollback, history")
@@ -523,6 +545,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--store-url", help="SQLAlchemy URL of the review store (default: SQLite under $AIOS_HOME)")
+    serve.add_argument("--tls-certfile", help="TLS certificate (PEM) to serve HTTPS; needed on a non-loopback --host")
+    serve.add_argument("--tls-keyfile", help="the certificate's private key (PEM)")
+    serve.add_argument("--allow-insecure-bind", action="store_true",
+                       help="serve plain HTTP on a non-loopback --host (only behind a proxy that terminates TLS)")
     review.set_defaults(func=cmd_review)
 
     users = sub.add_parser("users", help="reviewer and system accounts of the review service")
