@@ -100,6 +100,9 @@ def test_underwriter_logs_in_claims_and_declines_with_a_reason(service, browser)
     browser.find_element(By.CSS_SELECTOR, "form[action='/login'] button").click()
 
     assert _eventually(lambda: "Review inbox" in browser.page_source)
+    # the stylesheet loads under the Content-Security-Policy (no inline styles are allowed)
+    assert browser.find_element(By.CSS_SELECTOR, "header.top").value_of_css_property("background-color") in (
+        "rgb(24, 33, 47)", "rgba(24, 33, 47, 1)")
     browser.find_element(By.LINK_TEXT, "APP-BROWSER-1").click()
     assert _eventually(lambda: "Claim this case" in browser.page_source)
     page = browser.page_source

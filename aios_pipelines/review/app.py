@@ -15,9 +15,10 @@ policy) and opens a review task in the same transaction when the policy routes i
 ``POST /api/policy/evaluate`` is the policy alone, for what-if questions, and stores nothing.
 ``GET /metrics`` serves the service's metrics in the Prometheus text format.
 
-No page loads anything from another host: CSS is inline, there are no scripts, and the API
-reference at ``/docs`` is rendered here from ``/openapi.json`` instead of FastAPI's CDN-based
-Swagger UI.
+No page loads anything from another host: the CSS is ``/static/review.css``, there are no
+scripts, and the API reference at ``/docs`` is rendered here from ``/openapi.json`` instead of
+FastAPI's CDN-based Swagger UI. Every response, errors included, carries the security headers
+of :mod:`aios_pipelines.review.headers` (a CSP without inline code, no framing, no caching).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from starlette.exceptions import HTTPException
 from aios_pipelines.decisioning.online import ContractViolation, OnlineDecisions, contract_json_schema
 from aios_pipelines.review import publish
 from aios_pipelines.review.audit import canonical_json
+from aios_pipelines.review.headers import SecurityHeadersMiddleware
 from aios_pipelines.review.metrics import MetricsMiddleware, ServiceMetrics
 from aios_pipelines.review.queues import QueueRules, queue_for_case
 from aios_pipelines.review.reasons import reason_catalog
@@ -71,6 +73,7 @@ from aios_pipelines.review.store import (
 from aios_pipelines.review.webhooks import Sender, WebhookDispatcher
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
+STYLESHEET = Path(__file__).resolve().parent / "static" / "review.css"
 SECRET_ENV = "AIOS_REVIEW_SECRET"
 MAX_FORM_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY = 255
@@ -541,6 +544,10 @@ def create_app(
 
     metrics = ServiceMetrics(store, clock=now, champion=champion_holder)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    # The security headers go outside Starlette's own error middleware too, so that a 500 it
+    # produces carries them like every other response.
+    build_stack = app.build_middleware_stack
+    app.build_middleware_stack = lambda: SecurityHeadersMiddleware(build_stack())  # type: ignore[method-assign]
     app.state.metrics = metrics
     app.state.online = decisions_service
 
@@ -550,13 +557,7 @@ def create_app(
         context.setdefault("user", None)
         context.setdefault("csrf", "")
         html = templates.get_template(name).render(**context)
-        return HTMLResponse(html, status_code=status_code, headers={
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-                                       "frame-ancestors 'none'; base-uri 'none'",
-            "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "same-origin",
-            "Cache-Control": "no-store",
-        })
+        return HTMLResponse(html, status_code=status_code)  # security headers: SecurityHeadersMiddleware
 
     def error_page(status_code: int, message: str) -> HTMLResponse:
         headings = {403: "Not allowed", 404: "Not found", 409: "Someone got there first", 422: "Cannot do that"}
@@ -657,6 +658,12 @@ def create_app(
         return JSONResponse(body, status_code=status)
 
     # ------------------------------------------------------------------ API
+
+    stylesheet = STYLESHEET.read_bytes()
+
+    @app.get("/static/review.css", include_in_schema=False)
+    def review_css() -> Response:
+        return Response(stylesheet, media_type="text/css; charset=utf-8")
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

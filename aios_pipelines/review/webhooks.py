@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from typing import Callable, Iterable, Mapping
+from urllib.parse import urlsplit
 
 from aios_pipelines.review.store import ReviewStore
 
@@ -26,6 +27,17 @@ SIGNATURE_HEADER = "X-AIOS-Signature"
 Sender = Callable[[str, bytes, Mapping[str, str]], int]
 
 log = logging.getLogger(__name__)
+
+
+def loggable_url(url: str) -> str:
+    """The URL without credentials, query or fragment: receivers put keys there."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparsable url>"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -86,7 +98,7 @@ class WebhookDispatcher:
             if error is None:
                 break
             log.warning("webhook delivery %s to %s failed (try %s of %s): %s",
-                        delivery_id, delivery["url"], tries, self.attempts, error)
+                        delivery_id, loggable_url(delivery["url"]), tries, self.attempts, error)
         delivered = error is None
         self.store.record_delivery(delivery_id, attempts=tries, last_status=status, last_error=error, delivered=delivered)
         return delivered
