@@ -433,6 +433,25 @@ def cmd_users(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retention(args: argparse.Namespace) -> int:
+    from aios_pipelines.governance.retention import RetentionError, RetentionPolicy, apply_retention
+    from aios_pipelines.ingestion.contract import load_contract
+    from aios_pipelines.settings import contract_path
+    from aios_pipelines.storage.warehouse import Warehouse
+
+    try:
+        policy = RetentionPolicy.from_settings(args.months, args.override_reason)
+    except RetentionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    paths = _paths()
+    report = apply_retention(policy, load_contract(contract_path()), Warehouse(paths.warehouse),
+                             _review_store(args.store_url), dry_run=args.dry_run,
+                             actor=f"cli:{os.environ.get('USER') or 'cli'}")
+    print("\n".join(report.lines()))
+    return 0
+
+
 def _recorded_checkpoints(paths):
     """Checkpoints from the warehouse table and from Dagster's event log, where they exist."""
     from aios_pipelines.review.checkpoints import Checkpoint
@@ -564,6 +583,18 @@ def build_parser() -> argparse.ArgumentParser:
     verify = audit_sub.add_parser("verify", help="verify the hash chain and every recorded checkpoint")
     verify.add_argument("--store-url", help="SQLAlchemy URL of the review store (default: SQLite under $AIOS_HOME)")
     audit.set_defaults(func=cmd_audit)
+
+    retention = sub.add_parser("retention", help="remove applicants' personal fields after the retention period")
+    retention_sub = retention.add_subparsers(dest="retention_command", required=True)
+    apply = retention_sub.add_parser(
+        "apply", help="remove the personal fields of older applications from the warehouse and the review store")
+    apply.add_argument("--dry-run", action="store_true", help="say what would be removed, change nothing")
+    apply.add_argument("--months", type=int,
+                       help="the retention period (default: $AIOS_RETENTION_MONTHS, else 25, the legal minimum)")
+    apply.add_argument("--override-reason",
+                       help="why a period below the legal minimums applies (recorded in the audit log)")
+    apply.add_argument("--store-url", help="SQLAlchemy URL of the review store (default: SQLite under $AIOS_HOME)")
+    retention.set_defaults(func=cmd_retention)
 
     paths = sub.add_parser("paths", help="print where this data directory keeps each store")
     paths.set_defaults(func=cmd_paths)

@@ -37,6 +37,7 @@ class ColumnSpec:
     risk_direction: str | None = None
     references: str | None = None
     description: str = ""
+    personal: bool = False  # the applicant's personal data: removed after the retention period
 
     @property
     def is_number(self) -> bool:
@@ -63,6 +64,11 @@ class DatasetSpec:
 
     def by_role(self, *roles: str) -> list[ColumnSpec]:
         return [c for c in self.columns if c.role in roles]
+
+    @property
+    def personal_columns(self) -> list[str]:
+        """The columns holding the applicant's personal data (``personal: true``)."""
+        return [c.name for c in self.columns if c.personal]
 
     def by_meaning(self, meaning: str) -> ColumnSpec | None:
         for c in self.columns:
@@ -138,9 +144,15 @@ def _parse_column(raw: dict[str, Any], where: str) -> ColumnSpec:
     for bound in ("min", "max"):
         if raw.get(bound) is not None and not isinstance(raw[bound], (int, float)):
             raise ContractError(f"{here}: {bound} must be a number, got {raw[bound]!r}")
+    personal = raw.get("personal", False)
+    if not isinstance(personal, bool):
+        raise ContractError(f"{here}: personal must be true or false, got {personal!r}")
+    if personal and role in ("id", "timestamp"):
+        raise ContractError(f"{here}: the {role} column cannot be personal: retention keeps it to find the "
+                            "application and its age")
     unknown = set(raw) - {
         "name", "type", "role", "nullable", "min", "max", "allowed_values", "meaning",
-        "risk_direction", "references", "description",
+        "risk_direction", "references", "description", "personal",
     }
     if unknown:
         raise ContractError(f"{here}: unknown field(s) {sorted(unknown)}")
@@ -156,6 +168,7 @@ def _parse_column(raw: dict[str, Any], where: str) -> ColumnSpec:
         risk_direction=direction,
         references=raw.get("references"),
         description=str(raw.get("description", "")),
+        personal=personal,
     )
 
 

@@ -46,8 +46,14 @@ def training_set(
         raise ValueError("raw_loan_outcomes is empty: ingest matured outcomes before training")
     outcome_day = contract.outcomes.timestamp_column.name
     as_of = date.fromisoformat(config.as_of) if config.as_of else outcomes[outcome_day].max()
+    from aios_pipelines.governance.retention import redacted_before
+
+    features = store.read_table("application_features")
+    redacted = redacted_before(store)
+    if redacted is not None:  # retention removed the personal features of older applications
+        features = features.filter(pl.col("application_date") >= redacted)
     frame = build_training_set(
-        store.read_table("application_features"),
+        features,
         outcomes,
         contract.outcomes,
         as_of=as_of,

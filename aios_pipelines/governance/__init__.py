@@ -1,0 +1,1 @@
+"""Governance: what the platform keeps about applicants, and for how long."""
