@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -25,6 +26,10 @@ ROW_NUMBER = "__source_row"
 SOURCE_FILE = "__source_file"
 MALFORMED = "__malformed_reason"
 RAW_CELLS = "__raw_cells"
+_POLARS_DUPLICATE = re.compile(r"(.+)_duplicated_\d+")
+# Parquet column types a contract column can be read from; anything else (lists, structs,
+# durations...) fails the file with the column named instead of a polars cast error
+_PARQUET_READABLE = (pl.String, pl.Boolean, pl.Date, pl.Datetime, pl.Null, pl.Categorical, pl.Enum, pl.Binary)
 
 
 class LandingFileError(ValueError):
@@ -89,7 +94,17 @@ def file_sha256(path: Path) -> str:
 
 
 def _check_header(path: Path, columns: list[str], dataset: DatasetSpec) -> list[str]:
-    """Missing contract columns make the whole file unreadable; extra columns are reported."""
+    """Missing or repeated contract columns make the whole file unreadable; extra columns are reported."""
+    if not any(c.strip() for c in columns):
+        raise LandingFileError(path, "empty file: no header row", line=1)
+    # a contract column named twice is ambiguous (polars renames the repeat to NAME_duplicated_N);
+    # repeated extra columns, such as blank names from trailing commas, are only ignored
+    repeated = sorted(
+        c for c in dataset.column_names
+        if columns.count(c) > 1 or any((m := _POLARS_DUPLICATE.fullmatch(x)) and m.group(1) == c for x in columns)
+    )
+    if repeated:
+        raise LandingFileError(path, f"header repeats column(s) {repeated}: which one holds the value is ambiguous", line=1)
     missing = [c for c in dataset.column_names if c not in columns]
     if missing:
         hint = ""
@@ -99,6 +114,19 @@ def _check_header(path: Path, columns: list[str], dataset: DatasetSpec) -> list[
             path, f"header lacks contract column(s) {missing}; found {columns[:20]}{hint}", line=1
         )
     return [c for c in columns if c not in dataset.column_names]
+
+
+def _check_text_encoding(path: Path) -> None:
+    """UTF-16 text is valid UTF-8 byte by byte (with NULs), so name it before polars reads it."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise LandingFileError(path, "the file is UTF-16 encoded (byte-order mark); save it as UTF-8", line=1)
+    if b"\x00" in head.split(b"\n", 1)[0]:
+        raise LandingFileError(
+            path, "the header contains NUL bytes: UTF-16 without a byte-order mark, or not a text file; "
+            "save it as UTF-8", line=1,
+        )
 
 
 def _read_csv_strict(path: Path, dataset: DatasetSpec) -> pl.DataFrame:
@@ -165,12 +193,23 @@ def read_landing_file(
             frame = pl.read_parquet(path)
         except Exception as exc:  # polars raises several types for a corrupt file
             raise LandingFileError(path, f"not a readable Parquet file: {exc}") from exc
+        unreadable = {
+            c: str(t) for c, t in frame.schema.items()
+            if c in dataset.column_names and not (t.is_numeric() or isinstance(t, _PARQUET_READABLE))
+        }
+        if unreadable:
+            raise LandingFileError(
+                path, f"column(s) of a type no contract value can come from: {unreadable}; "
+                "expected text, numbers, booleans, dates or timestamps"
+            )
         frame = frame.with_columns(
             pl.lit(None, dtype=pl.String).alias(MALFORMED), pl.lit(None, dtype=pl.String).alias(RAW_CELLS)
         )
     elif suffix == ".csv":
+        _check_text_encoding(path)
         try:
             frame = pl.read_csv(path, infer_schema=False, encoding="utf8")
+            _check_header(path, [c.strip() for c in frame.columns], dataset)  # before a rename can collide
             frame = frame.rename({c: c.strip() for c in frame.columns})
             frame = frame.with_columns(
                 pl.lit(None, dtype=pl.String).alias(MALFORMED), pl.lit(None, dtype=pl.String).alias(RAW_CELLS)

@@ -22,6 +22,11 @@ POLARS_TYPES: dict[str, pl.DataType] = {
     "timestamp": pl.Datetime("us"),
     "date": pl.Date(),
 }
+# A text value longer than this is quarantined: an id or category this long is a broken
+# export, and a multi-megabyte cell must not travel on to features, reports and the review UI.
+MAX_TEXT_CHARS = 1000
+CONTROL_CHARACTERS = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+SHOWN_CHARS = 40
 TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d")
 
 LANDING_DATE = "landing_date"
@@ -70,7 +75,9 @@ def _typed(spec: ColumnSpec, dtype: pl.DataType) -> pl.Expr:
         return pl.when(as_float.is_finite()).then(as_float).otherwise(None)
     if spec.type == "timestamp":
         if isinstance(dtype, pl.Datetime):
-            return col.dt.replace_time_zone(None).cast(pl.Datetime("us"))
+            # the contract's timestamps are UTC: convert an aware one before dropping its zone
+            utc = col.dt.convert_time_zone("UTC") if dtype.time_zone is not None else col
+            return utc.dt.replace_time_zone(None).cast(pl.Datetime("us"))
         if isinstance(dtype, pl.Date):
             return col.cast(pl.Datetime("us"))
         text = _text(spec.name).str.replace(r"(Z|\+00:?00)$", "")
@@ -99,9 +106,21 @@ def _reason_exprs(spec: ColumnSpec, typed: str, present: pl.Expr) -> list[pl.Exp
         reasons.append(pl.when(~present).then(pl.lit(f"{spec.name}: missing required value")))
     reasons.append(
         pl.when(present & value.is_null()).then(
-            pl.format(f"{spec.name}: expected {spec.type}, got '{{}}'", raw_text.str.slice(0, 40))
+            pl.format(f"{spec.name}: expected {spec.type}, got '{{}}'", raw_text.str.slice(0, SHOWN_CHARS))
         )
     )
+    if spec.type == "string":
+        length = value.str.len_chars()
+        reasons.append(
+            pl.when(length > MAX_TEXT_CHARS).then(
+                pl.format(f"{spec.name}: value is {{}} characters long, more than the {MAX_TEXT_CHARS} allowed", length)
+            )
+        )
+        reasons.append(
+            pl.when(value.str.contains(CONTROL_CHARACTERS)).then(
+                pl.lit(f"{spec.name}: contains control characters (NUL, escape...)")
+            )
+        )
     if spec.is_number and (spec.min is not None or spec.max is not None):
         lo = spec.min if spec.min is not None else float("-inf")
         hi = spec.max if spec.max is not None else float("inf")
@@ -114,7 +133,10 @@ def _reason_exprs(spec: ColumnSpec, typed: str, present: pl.Expr) -> list[pl.Exp
         allowed = list(spec.allowed_values)
         reasons.append(
             pl.when(value.is_not_null() & ~value.is_in(pl.lit(pl.Series(allowed, dtype=POLARS_TYPES[spec.type])))).then(
-                pl.format(f"{spec.name}: '{{}}' not among allowed values {allowed}", value.cast(pl.String))
+                pl.format(
+                    f"{spec.name}: '{{}}' not among allowed values {allowed}",
+                    value.cast(pl.String).str.slice(0, SHOWN_CHARS),
+                )
             )
         )
     return reasons
@@ -161,7 +183,7 @@ def validate_rows(
     )
     id_value = pl.col(typed_names[id_col])
     duplicate_rule = pl.when(id_value.is_not_null() & ~id_value.is_first_distinct()).then(
-        pl.format(f"{id_col}: duplicate '{{}}' (already earlier in this landing day)", id_value)
+        pl.format(f"{id_col}: duplicate '{{}}' (already earlier in this landing day)", id_value.str.slice(0, SHOWN_CHARS))
     )
     rules += [(day_rule, ts_col), (future_rule, ts_col), (duplicate_rule, id_col)]
 
