@@ -72,6 +72,12 @@ TAG_POLICY_VERSION = "policy_version"
 TAG_MODEL_SHA256 = "model_sha256"
 TAG_GATE_DECISION = "gate_decision"
 TAG_GATE_REASON = "gate_reason"
+# Written by the credit_risk_model asset: the application days trained on (first/last, the
+# out-of-time window included), the first early-stopping day, and what launched the run.
+TAG_TRAINING_WINDOW = "training_window"
+TAG_EARLY_STOPPING_START = "early_stopping_start"
+TAG_TRIGGER = "retrain_trigger"
+TAG_TRIGGER_EVIDENCE = "retrain_trigger_evidence"
 
 # Registered-model tags holding the alias history, one event per tag.
 _ALIAS_EVENT_PREFIX = "aios.alias_event."

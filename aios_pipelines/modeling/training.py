@@ -477,6 +477,34 @@ def train_credit_model(
     )
 
 
+@dataclass(frozen=True)
+class TrainingWindows:
+    """The (first, last) application day of each window ``train_credit_model`` cuts."""
+
+    fit: tuple[date, date]
+    early_stopping: tuple[date, date]
+    out_of_time: tuple[date, date]
+
+
+def training_windows(days: list[date], config: TrainingConfig = TrainingConfig()) -> TrainingWindows:
+    """The fit, early-stopping and out-of-time windows ``train_credit_model`` would cut from a
+    training set whose rows fall on ``days`` (the same rules: the newest ``oot_days`` distinct
+    days are out of time, the newest ``early_stopping_fraction`` of the rest, at least one
+    day, choose the number of trees, the trees grow on the older days)."""
+    series = pl.Series("day", sorted(set(days)), dtype=pl.Date)
+    oot_start = _newest_days_start(series, config.oot_days, MIN_TRAINING_DAYS, "out-of-time")
+    train_days = series.filter(series < oot_start)
+    es_days = max(1, int(round(config.early_stopping_fraction * train_days.len())))
+    es_days = min(es_days, train_days.len() - 1)
+    es_start = _newest_days_start(train_days, es_days, 1, "early-stopping")
+    fit_days = train_days.filter(train_days < es_start)
+    return TrainingWindows(
+        fit=(fit_days[0], fit_days[-1]),
+        early_stopping=(es_start, train_days[-1]),
+        out_of_time=(oot_start, series[-1]),
+    )
+
+
 def predict_pd(booster: lgb.Booster, frame: pl.DataFrame, spec: FeatureSpec) -> np.ndarray:
     """Probability of default per row: a plain ``predict``, the fast path for scoring."""
     check_booster_features(booster, spec)
@@ -495,6 +523,7 @@ __all__ = [
     "FeatureSpec",
     "TrainedModel",
     "TrainingConfig",
+    "TrainingWindows",
     "check_booster_features",
     "data_snapshot_hash",
     "feature_matrix",
@@ -503,4 +532,5 @@ __all__ = [
     "predict_pd",
     "split_out_of_time",
     "train_credit_model",
+    "training_windows",
 ]

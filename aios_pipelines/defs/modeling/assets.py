@@ -19,6 +19,9 @@ from aios_pipelines.modeling import model_quality
 from aios_pipelines.modeling.training_set import LABEL, OUTCOME_DATE, build_training_set
 
 MODELING_GROUP = "modeling"
+# Run tags set by whoever launches a retraining (see monitoring.triggers.run_tags).
+TRIGGER_RUN_TAG = "aios/trigger"
+TRIGGER_EVIDENCE_RUN_TAG = "aios/trigger_evidence"
 REFERENCE_SAMPLE_ROWS = 20_000
 
 
@@ -132,7 +135,13 @@ def credit_risk_model(
     """LightGBM probability-of-default model, registered in MLflow; the gate picks the champion."""
     from aios_pipelines.modeling.metrics import calibration_markdown, evaluate_predictions, lift_markdown, plot_model_report
     from aios_pipelines.modeling.promotion import PromotionGateConfig, apply_gate, decide_promotion
-    from aios_pipelines.modeling.registry import ModelUnavailableError
+    from aios_pipelines.modeling.registry import (
+        TAG_EARLY_STOPPING_START,
+        TAG_TRAINING_WINDOW,
+        TAG_TRIGGER,
+        TAG_TRIGGER_EVIDENCE,
+        ModelUnavailableError,
+    )
     from aios_pipelines.modeling.training import FeatureSpec, TrainingConfig, lightgbm_params, train_credit_model
 
     contract = landing.contract()
@@ -190,6 +199,19 @@ def credit_risk_model(
         oot_window=(trained.oot_start.isoformat(), trained.oot_end.isoformat()),
     )
 
+    # What the version learnt from and why it was trained (the retraining trigger and its
+    # evidence travel as run tags from the sensor or the demo; a scheduled run names its schedule).
+    provenance = {
+        TAG_TRAINING_WINDOW: f"{trained.train_start}/{trained.oot_end}",
+        TAG_EARLY_STOPPING_START: trained.early_stopping_start.isoformat(),
+    }
+    run_tags = context.run.tags if context.run else {}
+    if run_tags.get(TRIGGER_RUN_TAG):
+        provenance[TAG_TRIGGER] = run_tags[TRIGGER_RUN_TAG]
+    if run_tags.get(TRIGGER_EVIDENCE_RUN_TAG):
+        provenance[TAG_TRIGGER_EVIDENCE] = run_tags[TRIGGER_EVIDENCE_RUN_TAG][:4000]
+    version = registry.tag_version(version.version, provenance)
+
     champion = registry.champion()
     champion_metrics = None
     champion_note = "no champion yet"
@@ -232,6 +254,9 @@ def credit_risk_model(
             "oot_gini": float(metrics.gini),
             "oot_ks": float(metrics.ks),
             "oot_brier": float(metrics.brier),
+            "training_window": f"{trained.train_start} .. {trained.oot_end} (early stopping from "
+                               f"{trained.early_stopping_start}, out of time from {trained.oot_start})",
+            "retrain_trigger": run_tags.get(TRIGGER_RUN_TAG, "none (launched by hand or by the demo)"),
             "oot_window": f"{trained.oot_start} .. {trained.oot_end} ({trained.oot_rows} rows)",
             "train_rows": trained.train_rows,
             "best_iteration": trained.best_iteration,
