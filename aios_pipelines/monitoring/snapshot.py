@@ -29,7 +29,7 @@ import polars as pl
 
 from aios_pipelines.monitoring import thresholds
 from aios_pipelines.monitoring.performance import decay_evidence
-from aios_pipelines.monitoring.triggers import DayValue, MonitoringSnapshot, VintageDecay
+from aios_pipelines.monitoring.triggers import DayValue, FeatureDay, MonitoringSnapshot, VintageDecay
 from aios_pipelines.storage.warehouse import Warehouse
 
 FEATURE_DRIFT = "feature_drift"
@@ -120,6 +120,36 @@ def drift_by_day(warehouse: Warehouse) -> pl.DataFrame:
     )
 
 
+def feature_days(warehouse: Warehouse, champion_version: str, days: list[date] | None = None) -> pl.DataFrame:
+    """day, feature, drifted, score, psi: each monitored feature per day against champion
+    ``champion_version`` (psi from ``score_stability``, null where there is none)."""
+    schema = {"day": pl.Date, "feature": pl.String, "drifted": pl.Boolean, "score": pl.Float64, "psi": pl.Float64}
+    if not warehouse.table_exists(FEATURE_DRIFT):
+        return pl.DataFrame(schema=schema)
+    day_filter = ""
+    params: list = [champion_version]
+    if days is not None:
+        if not days:
+            return pl.DataFrame(schema=schema)
+        day_filter = f" and d.application_date in ({', '.join('?' for _ in days)})"
+        params += list(days)
+    psi_join = (
+        f"left join {SCORE_STABILITY} s on s.application_date = d.application_date and s.variable = d.feature "
+        f"and s.kind = 'feature' and s.model_version = d.champion_version"
+        if warehouse.table_exists(SCORE_STABILITY) else ""
+    )
+    psi = "s.psi" if psi_join else "null::double"
+    return warehouse.query(
+        f"""
+        select d.application_date as day, d.feature, d.drifted, d.score, {psi} as psi
+        from {FEATURE_DRIFT} d {psi_join}
+        where d.champion_version = ?{day_filter}
+        order by d.application_date, d.feature
+        """,
+        params,
+    ).cast(schema)
+
+
 def drift_status(days: pl.DataFrame, warn: float = thresholds.DRIFT_WARN_SHARE,
                  error: float = thresholds.DRIFT_ERROR_SHARE) -> pl.DataFrame:
     """``drift_by_day`` with a status column: ok / warn / error."""
@@ -180,6 +210,11 @@ def load_snapshot(
     drift_shares = tuple(DayValue(d, float(s), int(r)) for d, s, r in drift.select("day", "share", "rows").iter_rows())
     if not drift_shares:
         notes.append(f"no feature drift measured against champion v{version}")
+    per_feature = feature_days(warehouse, version, drift["day"].to_list()) if drift_shares else None
+    features = () if per_feature is None else tuple(
+        FeatureDay(d, f, bool(x), float(s), None if p is None else float(p))
+        for d, f, x, s, p in per_feature.select("day", "feature", "drifted", "score", "psi").iter_rows()
+    )
 
     stability = stability_by_day(warehouse).filter(
         (pl.col("variable") == PD_VARIABLE) & (pl.col("model_version") == version) & pl.col("psi").is_not_null()
@@ -225,6 +260,7 @@ def load_snapshot(
         production_vintages=vintages,
         override_rates=override_rates,
         review_times=review_times,
+        feature_days=features,
         notes=tuple(notes),
     )
 
@@ -250,6 +286,7 @@ __all__ = [
     "day_ranges",
     "drift_by_day",
     "drift_status",
+    "feature_days",
     "load_snapshot",
     "override_rate_by_day",
     "review_hours_by_day",

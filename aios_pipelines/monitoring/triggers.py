@@ -10,7 +10,8 @@ The rules (thresholds in ``retraining_triggers.yaml`` beside this file, or the f
 
 * ``drift_share``: the share of drifted features reached ``drift_share`` on at least
   ``drift_min_days`` of the newest ``drift_window_days`` monitored days (one noisy day does
-  not retrain). The value is the ``drift_min_days``-th largest share in that window.
+  not retrain). The value is the ``drift_min_days``-th largest share in that window; the
+  evidence names the features that drifted on the red days, with their PSI.
 * ``pd_psi``: the same over the PSI of the PD distribution.
 * ``auc_decay``: the champion's out-of-time AUC minus the AUC of its newest matured
   production vintage reached ``auc_decay``.
@@ -105,6 +106,18 @@ class DayValue:
 
 
 @dataclass(frozen=True)
+class FeatureDay:
+    """One feature on one monitored day: did it drift (and by how much), and its PSI
+    (None for categorical features and missing indicators, which have no PSI)."""
+
+    day: date
+    feature: str
+    drifted: bool
+    score: float
+    psi: float | None = None
+
+
+@dataclass(frozen=True)
 class VintageDecay:
     vintage: str
     vintage_start: date
@@ -131,6 +144,7 @@ class MonitoringSnapshot:
     production_vintages: tuple[VintageDecay, ...] = ()
     override_rates: tuple[DayValue, ...] | None = None
     review_times: tuple[DayValue, ...] | None = None
+    feature_days: tuple[FeatureDay, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -179,6 +193,30 @@ def _window_rule(
     )
 
 
+EVIDENCE_FEATURES = 6
+
+
+def drifted_feature_evidence(feature_days: tuple[FeatureDay, ...], days: list[date],
+                             limit: int = EVIDENCE_FEATURES) -> dict[str, dict[str, Any]]:
+    """The features that drifted on ``days``: feature -> drifted days, mean drift score and
+    mean PSI over those days; most drifted days first, then the largest PSI."""
+    wanted = set(days)
+    by_feature: dict[str, list[FeatureDay]] = {}
+    for row in feature_days:
+        if row.day in wanted and row.drifted:
+            by_feature.setdefault(row.feature, []).append(row)
+    summary = []
+    for feature, rows in by_feature.items():
+        psis = [r.psi for r in rows if r.psi is not None and r.psi == r.psi]
+        summary.append((feature, len(rows), sum(r.score for r in rows) / len(rows),
+                        sum(psis) / len(psis) if psis else None))
+    summary.sort(key=lambda f: (-f[1], -(f[3] if f[3] is not None else -1.0), f[0]))
+    return {
+        feature: {"drifted_days": n, "score": round(score, 4), "psi": None if psi is None else round(psi, 4)}
+        for feature, n, score, psi in summary[:limit]
+    }
+
+
 def _newest_with_volume(series: tuple[DayValue, ...], min_rows: int) -> DayValue | None:
     eligible = [d for d in series if d.rows is None or d.rows >= min_rows]
     return max(eligible, key=lambda d: d.day) if eligible else None
@@ -194,6 +232,10 @@ def evaluate_triggers(snapshot: MonitoringSnapshot, config: TriggerConfig) -> li
     drift = _window_rule("drift_share", snapshot.drift_shares, config.drift_share, config.drift_min_days,
                          config.drift_window_days, snapshot, "share of drifted features")
     if drift:
+        red_days = [date.fromisoformat(d) for d in drift.evidence["days"]]
+        features = drifted_feature_evidence(snapshot.feature_days, red_days)
+        if features:
+            drift.evidence["features"] = features
         fired.append(drift)
     psi = _window_rule("pd_psi", snapshot.pd_psi, config.pd_psi, config.pd_psi_min_days,
                        config.pd_psi_window_days, snapshot, "PSI of the PD distribution")
@@ -320,10 +362,12 @@ def new_triggers(triggers: list[Trigger], cursor: str | None) -> tuple[list[Trig
 __all__ = [
     "DEFAULT_TRIGGERS_PATH",
     "DayValue",
+    "FeatureDay",
     "MonitoringSnapshot",
     "Trigger",
     "TriggerConfig",
     "VintageDecay",
+    "drifted_feature_evidence",
     "evaluate_triggers",
     "load_trigger_config",
     "new_triggers",
