@@ -61,15 +61,15 @@ APPLICATIONS = [
 ]
 # application, defaulted: the loans whose 60-day window has passed
 OUTCOMES = {"A01": 0, "A02": 0, "A03": 1, "A04": 0, "A05": 0, "A06": 1, "A07": 0, "A08": 0}
-# case, application, queue, blind, recommendation, created, due hours, status, final, decided
+# case, application, lane, blind, recommendation, created, due hours, status, final, decided, expert queue
 CASES = [
-    ("C05", "A05", "standard", False, "approve", at(DAY1, 9), 48, "decided", "approve", at(DAY1, 11)),
-    ("C06", "A06", "standard", False, "decline", at(DAY1, 9), 48, "decided", "approve", at(DAY1, 15)),
-    ("C07", "A07", "standard", True, "approve", at(DAY2, 8), 48, "decided", "decline", at(DAY2, 9)),
-    ("C08", "A08", "four_eyes", False, "approve", at(DAY2, 8), 24, "decided", "approve", at(DAY2, 20)),
-    ("C09", "A09", "four_eyes", False, "decline", at(DAY2, 8), 24, "decided", "decline", at(DAY2 + timedelta(2), 8)),
-    ("C10", "A10", "standard", True, "decline", at(DAY2, 8), 48, "decided", "decline", at(DAY2, 18)),
-    ("C11", "A11", "four_eyes", False, "approve", at(DAY2, 8), 24, "awaiting_second_review", None, None),
+    ("C05", "A05", "standard", False, "approve", at(DAY1, 9), 48, "decided", "approve", at(DAY1, 11), "general"),
+    ("C06", "A06", "standard", False, "decline", at(DAY1, 9), 48, "decided", "approve", at(DAY1, 15), "business_lending"),
+    ("C07", "A07", "standard", True, "approve", at(DAY2, 8), 48, "decided", "decline", at(DAY2, 9), "general"),
+    ("C08", "A08", "four_eyes", False, "approve", at(DAY2, 8), 24, "decided", "approve", at(DAY2, 20), "large_loans"),
+    ("C09", "A09", "four_eyes", False, "decline", at(DAY2, 8), 24, "decided", "decline", at(DAY2 + timedelta(2), 8), "large_loans"),
+    ("C10", "A10", "standard", True, "decline", at(DAY2, 8), 48, "decided", "decline", at(DAY2, 18), "general"),
+    ("C11", "A11", "four_eyes", False, "approve", at(DAY2, 8), 24, "awaiting_second_review", None, None, "large_loans"),
 ]
 # decision, case, reviewer, role, decision, stage, override direction, claimed, decided
 DECISIONS = [
@@ -135,11 +135,11 @@ def review_frames() -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     scored = {a[0]: a for a in APPLICATIONS}
     cases = pl.DataFrame([
         {"case_id": c, "application_id": app, "application_date": scored[app][1], "source": "batch", "queue": queue,
-         "priority": "normal", "created_at": created, "due_at": created + timedelta(hours=due), "requires_four_eyes": scored[app][8],
+         "expert_queue": expert_queue, "priority": "normal", "created_at": created, "due_at": created + timedelta(hours=due), "requires_four_eyes": scored[app][8],
          "blind_review": blind, "model_recommendation": rec, "pd": scored[app][4], "score_band": scored[app][5],
          "model_version": MODEL, "policy_version": "2026.11.1", "policy_rule": scored[app][7], "status": status,
          "final_decision": final, "decided_at": decided}
-        for c, app, queue, blind, rec, created, due, status, final, decided in CASES
+        for c, app, queue, blind, rec, created, due, status, final, decided, expert_queue in CASES
     ], schema=REVIEW_CASES_SCHEMA)
     by_case = {c[0]: c for c in CASES}
     decisions = pl.DataFrame([
@@ -317,20 +317,30 @@ def test_override_rates_split_low_and_high_side_and_blind_agreement(built):
     assert cell == (1, 1.0, 1.0, 0.0)
 
 
-def test_time_to_decision_percentiles_by_day_and_queue(built):
+def test_time_to_decision_percentiles_by_day_and_expert_queue(built):
     _paths, warehouse, _result = built
-    ttd = table(warehouse, "time_to_decision", "decision_date, queue")
-    got = {(r["decision_date"], r["queue"]): r for r in ttd.iter_rows(named=True)}
-    assert sorted(got) == [(DAY1, "standard"), (DAY2, "four_eyes"), (DAY2, "standard"), (DAY2 + timedelta(2), "four_eyes")]
-    monday = got[(DAY1, "standard")]  # 2 h and 6 h
-    assert monday["decided_cases"] == 2
-    assert (monday["p50_hours"], monday["p90_hours"], monday["p99_hours"]) == pytest.approx((4.0, 5.6, 5.96))
-    tuesday = got[(DAY2, "standard")]  # 1 h (blind high-side override) and 10 h (after a request for info)
+    ttd = table(warehouse, "time_to_decision", "decision_date, expert_queue")
+    got = {(r["decision_date"], r["expert_queue"]): r for r in ttd.iter_rows(named=True)}
+    # by the policy's expert queue, not the stage lane: C05 and C06 share the standard lane
+    assert sorted(got) == [(DAY1, "business_lending"), (DAY1, "general"), (DAY2, "general"), (DAY2, "large_loans"),
+                           (DAY2 + timedelta(2), "large_loans")]
+    assert "queue" not in ttd.columns
+    assert (got[(DAY1, "general")]["decided_cases"], got[(DAY1, "general")]["p50_hours"]) == (1, 2.0)
+    business = got[(DAY1, "business_lending")]  # the low-side override, 6 h
+    assert (business["decided_cases"], business["p50_hours"], business["p99_hours"]) == (1, 6.0, 6.0)
+    tuesday = got[(DAY2, "general")]  # 1 h (blind high-side override) and 10 h (after a request for info)
     assert (tuesday["p50_hours"], tuesday["p90_hours"], tuesday["p99_hours"]) == pytest.approx((5.5, 9.1, 9.91))
-    assert tuesday["cases_with_info_requests"] == 1
-    late = got[(DAY2 + timedelta(2), "four_eyes")]  # the disagreed four-eyes case: 48 h against 24 h due
+    assert tuesday["cases_with_info_requests"] == 1 and tuesday["four_eyes_cases"] == 0
+    agreed = got[(DAY2, "large_loans")]  # the agreed four-eyes case, 12 h
+    assert (agreed["p50_hours"], agreed["four_eyes_cases"], agreed["sla_breaches"]) == (12.0, 1, 0)
+    late = got[(DAY2 + timedelta(2), "large_loans")]  # the disagreed four-eyes case: 48 h against 24 h due
     assert (late["p50_hours"], late["sla_breaches"], late["sla_breach_rate"]) == (48.0, 1, 1.0)
     assert ttd["sla_breaches"].sum() == 1
+    # the queue reaches the decision records too
+    fct = dict(warehouse.query("select application_id, expert_queue from fct_application_decisions").rows())
+    assert (fct["A06"], fct["A08"], fct["A01"], fct["A12"]) == ("business_lending", "large_loans", None, None)
+    assert set(warehouse.query("select distinct expert_queue from fct_review_decisions")["expert_queue"]) == {
+        "general", "business_lending", "large_loans"}
 
 
 def test_approval_funnel_reconciles_with_applications(built):

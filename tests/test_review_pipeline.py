@@ -187,3 +187,24 @@ def test_sla_sweep_escalates_overdue_cases(home, instance):
     result = sweep_review_slas.execute_in_process(resources={"review_store": res["review_store"]}, instance=instance)
     assert result.success
     assert store.get_case_by_application("APP-overdue")["status"] == "escalated"
+
+
+def test_the_case_copy_carries_each_cases_expert_queue(home, instance):
+    """time_to_decision is by expert queue: the copy must carry it, and a case stored before
+    the queues existed lands in the policy's default queue (where the service puts it too)."""
+    from sqlalchemy import update
+
+    from aios_pipelines.review.schema import cases as cases_table
+
+    res = resources(home)
+    assert dg.materialize([review_queue], partition_key=DAY.isoformat(), resources=res, instance=instance).success
+    store = ReviewStore.for_paths(home)
+    in_store = {c["case_id"]: c["expert_queue"] for c in store.all_cases()}
+    assert len(set(in_store.values())) >= 2 and None not in in_store.values()
+    older = next(case_id for case_id, queue in sorted(in_store.items()) if queue != "general")
+    with store.engine.begin() as conn:
+        conn.execute(update(cases_table).where(cases_table.c.case_id == older).values(expert_queue=None))
+    assert dg.materialize([review_copies], resources=res, instance=instance).success
+    wh = Warehouse(home.warehouse)
+    copied = dict(wh.query("select case_id, expert_queue from review_cases").rows())
+    assert copied == {**in_store, older: "general"}

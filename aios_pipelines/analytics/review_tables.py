@@ -12,7 +12,8 @@ REVIEW_CASES_SCHEMA: dict[str, pl.DataType] = {
     "application_id": pl.String(),
     "application_date": pl.Date(),
     "source": pl.String(),  # batch | api
-    "queue": pl.String(),
+    "queue": pl.String(),  # stage lane: standard | four_eyes | second_review | escalation (moves with the status)
+    "expert_queue": pl.String(),  # the policy's expert queue (who may work the case), fixed at creation
     "priority": pl.String(),  # high | normal | low
     "created_at": pl.Datetime("us"),
     "due_at": pl.Datetime("us"),

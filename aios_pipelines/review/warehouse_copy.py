@@ -5,7 +5,7 @@ decisions'). Pure: no Dagster, no I/O."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -33,12 +33,18 @@ def _frame(rows: list[dict[str, Any]], schema: dict[str, pl.DataType]) -> pl.Dat
     return pl.DataFrame([{k: row.get(k) for k in schema} for row in rows], schema=schema, orient="row")
 
 
-def cases_table(cases: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
+def cases_table(
+    cases: Iterable[Mapping[str, Any]], queue_of: Callable[[Mapping[str, Any]], str] | None = None
+) -> pl.DataFrame:
+    """``all_cases`` rows. ``queue_of`` names a case's expert queue (``ReviewStore.queue_of``:
+    an older case stored before the queues existed is in the default queue); without it the
+    stored value is copied as is."""
     rows = []
     for case in cases:
         rows.append(
             {
                 **{k: case.get(k) for k in REVIEW_CASES_SCHEMA},
+                "expert_queue": queue_of(case) if queue_of is not None else case.get("expert_queue"),
                 "created_at": _naive_utc(case.get("created_at")),
                 "due_at": _naive_utc(case.get("due_at")),
                 "decided_at": _naive_utc(case.get("decided_at")),

@@ -116,20 +116,22 @@ def review_queue(
     ],
     pool="warehouse",
 )
-def review_copies(context: dg.AssetExecutionContext, warehouse: WarehouseResource, review_store: ReviewStoreResource):
+def review_copies(context: dg.AssetExecutionContext, warehouse: WarehouseResource, review_store: ReviewStoreResource,
+                  policy: PolicyResource):
     """Copy what humans did into the warehouse: new decisions and events incrementally (by the
     store's own sequence numbers, so a re-run or a crash mid-copy never duplicates), and a fresh
-    snapshot of the cases."""
+    snapshot of the cases with each one's expert queue as the policy in force resolves it."""
+    from aios_pipelines.review.queues import QueueRules
     from aios_pipelines.review.warehouse_copy import cases_table, decisions_table, events_table
 
-    store = review_store.get()
+    store = review_store.get().use_queues(QueueRules(policy.policy()))
     wh = warehouse.get()
     decision_cursor = wh.scalar("select max(copied_cursor) from human_decisions") if wh.table_exists("human_decisions") else None
     event_cursor = wh.scalar("select max(event_id) from review_events") if wh.table_exists("review_events") else None
     new_decisions = store.decisions_since(int(decision_cursor or 0), limit=1_000_000)
     new_events = store.events_since(int(event_cursor or 0), limit=1_000_000)
     claim_events = [e for e in store.events_since(0, limit=10_000_000) if e["event_type"] == "claimed"] if new_decisions else []
-    cases = cases_table(store.all_cases())
+    cases = cases_table(store.all_cases(), queue_of=store.queue_of)
     decisions = decisions_table(new_decisions, claim_events)
     events = events_table(new_events)
     wh.sync_tables(
@@ -145,7 +147,9 @@ def review_copies(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     yield dg.MaterializeResult(
         asset_key="review_cases",
         metadata={"dagster/row_count": cases.height, "by_status": markdown_table(
-            cases.group_by("status").len("cases").sort("status") if cases.height else pl.DataFrame())},
+            cases.group_by("status").len("cases").sort("status") if cases.height else pl.DataFrame()),
+            "by_expert_queue": markdown_table(
+            cases.group_by("expert_queue").len("cases").sort("expert_queue") if cases.height else pl.DataFrame())},
     )
     yield dg.MaterializeResult(
         asset_key="human_decisions",

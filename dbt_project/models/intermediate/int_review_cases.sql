@@ -87,6 +87,7 @@ joined as (
         cases.application_id,
         cases.case_source,
         cases.queue,
+        cases.expert_queue,
         cases.priority,
         cases.blind_review,
         cases.requires_four_eyes,

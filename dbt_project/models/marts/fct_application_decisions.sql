@@ -64,6 +64,7 @@ joined as (
         ---------- the review
         latest_case.case_id,
         latest_case.queue,
+        latest_case.expert_queue,
         latest_case.priority as review_priority,
         latest_case.blind_review,
         coalesce(latest_case.requires_four_eyes, scored.requires_four_eyes) as requires_four_eyes,
@@ -138,6 +139,7 @@ final as (
         model_recommendation,
         case_id,
         queue,
+        expert_queue,
         review_priority,
         blind_review,
         requires_four_eyes,

@@ -56,6 +56,7 @@ joined as (
         cases.policy_version,
         cases.pd,
         cases.queue,
+        cases.expert_queue,
         cases.final_decision as case_final_decision,
         applications.channel,
         outcomes.defaulted,

@@ -11,7 +11,8 @@ per_day_and_queue as (
 
     select
         cast(decided_at as date) as decision_date,
-        queue,
+        -- the policy's expert queue (general, large_loans, ...), not the stage lane
+        coalesce(expert_queue, 'not_recorded') as expert_queue,
 
         count(*) as decided_cases,
         quantile_cont(hours_to_decision, 0.5) as p50_hours,

@@ -16,6 +16,7 @@ renamed as (
         ---------- routing
         source as case_source,
         queue,
+        {{ column_or_null(source('warehouse', 'review_cases'), 'expert_queue', 'varchar') }} as expert_queue,
         priority,
         requires_four_eyes,
         blind_review,
