@@ -292,9 +292,12 @@ def plan_warehouse(con: Any, targets: list[Target], names: frozenset[str], cutof
             continue
         scoped = Target(target.table, target.date_column, target.key, columns)
         key = f", {q(target.key)}" if target.key in present and target.key not in columns else ""
+        # columns that are simply nulled: only rows that still hold a value need a look
+        pending = (" and (" + " or ".join(f"{q(c)} is not null" for c in columns) + ")"
+                   if all(kind == "null" for kind in columns.values()) else "")
         frame = con.sql(
             f"select rowid as __rowid{key}, {', '.join(q(c) for c in columns)} from {q(target.table)} "
-            f"where {q(target.date_column)} < ?",
+            f"where {q(target.date_column)} < ?{pending}",
             params=[cutoff],
         ).pl()
         updates, touched, digest = plan_rows(frame.iter_rows(named=True), scoped, names, "__rowid")
