@@ -26,7 +26,8 @@ install: $(STAMP)
 dbt-manifest: $(STAMP)
 	$(BIN)/dagster-dbt project prepare-and-package --file aios_pipelines/defs/analytics/dbt_project.py
 
-# `make demo DRIFT_FROM=2026-09-01` injects an income shift from that day and runs monitoring.
+# `make demo DRIFT_FROM=2026-08-01` injects an income shift from that day, runs monitoring, and
+# retrains once the drifted days' outcomes have matured (the demo's clock runs on until then).
 demo: $(STAMP) dbt-manifest
 	$(BIN)/aios demo $(if $(DRIFT_FROM),--drift-from $(DRIFT_FROM))
 

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -115,7 +115,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
               "outcomes, portfolio performance) and the workload, expected-loss and override forecasts")
         run_job("build_analytics")
         if args.drift_from:
-            _demo_monitoring(paths, span, date.fromisoformat(args.drift_from))
+            _demo_monitoring(paths, span, date.fromisoformat(args.drift_from), args, contract.performance_window_days)
     except JobFailedError as exc:
         print(f"\nDEMO FAILED: {exc}", file=sys.stderr)
         return 1
@@ -124,7 +124,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_MONITOR_DAYS_BEFORE_DRIFT = 14
 DEMO_SIMULATED_REVIEWS = 800
 
 
@@ -147,38 +146,18 @@ def _demo_review(paths, span: tuple[date, date]) -> None:
     run_job("record_audit_checkpoint")
 
 
-def _demo_monitoring(paths, span: tuple[date, date], drift_from: date) -> None:
-    """Monitor the days around the drift, evaluate the retraining triggers once, and retrain
-    if one fires (what the retraining_trigger_sensor does under the Dagster daemon)."""
-    import json
+def _demo_monitoring(paths, span: tuple[date, date], drift_from: date, args, window_days: int) -> None:
+    """Monitoring sees the drift, a retraining trigger fires, the simulated clock runs until
+    the drifted applications' outcomes have matured, and a challenger trained on them meets
+    the promotion gate (see aios_pipelines/demo_drift.py)."""
+    from aios_pipelines.demo_drift import demo_landing_writer, run_drift_scenario
+    from aios_pipelines.synthetic.generator import DriftSpec
 
-    from aios_pipelines.defs.runner import run_job
-    from aios_pipelines.monitoring.snapshot import champion_facts, load_snapshot
-    from aios_pipelines.monitoring.triggers import evaluate_triggers, load_trigger_config, run_tags
-    from aios_pipelines.storage.warehouse import Warehouse
-
-    first = max(span[0], min(drift_from, span[1]) - timedelta(days=DEMO_MONITOR_DAYS_BEFORE_DRIFT))
-    print(f"[monitoring] drift (Evidently), stability and performance of {first} .. {span[1]} against the champion, "
-          "and the risk report")
-    run_job("monitor_applications", first_day=first, last_day=span[1])
-    print("[retraining triggers] evaluating the configured triggers on the monitoring tables")
-    registry = _registry(paths)
-    champion = registry.champion()
-    triggers = evaluate_triggers(load_snapshot(Warehouse(paths.warehouse), champion_facts(registry)), load_trigger_config())
-    if not triggers:
-        print("  no trigger fires: the champion stays")
-        return
-    for trigger in triggers:
-        print(f"  trigger {trigger.name} fired: {trigger.evidence.get('rule', '')}")
-        details = {k: v for k, v in trigger.evidence.items() if k != "rule"}
-        print(f"    evidence: {json.dumps(details, default=str)[:300]}")
-    run_job("retrain_credit_model", tags=run_tags(triggers))
-    latest = registry.list_versions()[0]
-    print(f"  retrained because of {', '.join(t.name for t in triggers)}: v{latest.version} "
-          f"{latest.tags.get('gate_decision', '?')} by the promotion gate ({latest.tags.get('gate_reason', '')})")
-    now = registry.champion()
-    print(f"  champion: v{champion.version if champion else '-'} -> v{now.version if now else '-'}; the retrained model "
-          "learns only from matured outcomes, so it cannot see the drifted days until their outcomes mature")
+    writer = demo_landing_writer(
+        paths.landing, start=DEMO_START, seed=DEMO_SEED, per_day=args.per_day,
+        drift=DriftSpec(start=drift_from, kind=args.drift_kind), performance_window_days=window_days,
+    )
+    run_drift_scenario(paths, span, drift_from, window_days, writer)
 
 
 def _print_monitoring_summary(warehouse, paths) -> None:
@@ -193,6 +172,11 @@ def _print_monitoring_summary(warehouse, paths) -> None:
           f"turned red on {day_ranges(red)}" + (f"; amber on {day_ranges(amber)}" if amber else ""))
     print(f"  risk report: {paths.reports / 'risk_report.html'}  (drift reports per day in {paths.reports / 'drift'})")
 
+    from aios_pipelines.demo_drift import retraining_story
+
+    story = retraining_story(_registry(paths), first_drift_day=min(red) if red else None) if paths.mlflow_db.exists() else None
+    for line in story.lines() if story else []:
+        print(line)
 
 def print_summary(paths, home: Path, seconds: float) -> None:
     from aios_pipelines.storage.warehouse import Warehouse
