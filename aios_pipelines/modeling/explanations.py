@@ -61,9 +61,40 @@ def _feature_block(contribs: np.ndarray, feature_names: list[str]) -> np.ndarray
     )
 
 
+def ranked_lists(
+    scores: np.ndarray, names: list[str], keep: int, threshold: float
+) -> tuple[pl.Series, pl.Series]:
+    """Per row of ``scores`` (rows x len(names)), the names whose score is strictly above
+    ``threshold``, largest first (ties keep column order), at most ``keep``; and their scores.
+
+    Built column-wise in polars from the sorted numpy block, never row by row in Python: a
+    million rows of Python lists cost far more than the predictions they explain.
+    """
+    n_rows = scores.shape[0]
+    keep = min(keep, len(names))
+    if n_rows == 0 or keep == 0:
+        empty = pl.Series([[]] * n_rows, dtype=pl.List(pl.String))
+        return empty, pl.Series([[]] * n_rows, dtype=pl.List(pl.Float64))
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :keep]
+    values = np.take_along_axis(scores, order, axis=1)
+    qualifies = values > threshold  # NaN never qualifies; qualifying values lead a descending row
+    codes = pl.Series("names", np.where(qualifies, order, -1).astype(np.int64))
+    amounts = pl.Series("amounts", np.where(qualifies, values, np.nan))
+    lookup = dict(enumerate(names))
+    name_lists = pl.select(
+        codes.arr.to_list().list.eval(
+            pl.element().filter(pl.element() >= 0).replace_strict(lookup, return_dtype=pl.String)
+        )
+    ).to_series()
+    amount_lists = pl.select(
+        amounts.arr.to_list().list.eval(pl.element().filter(pl.element().is_not_nan()))
+    ).to_series()
+    return name_lists, amount_lists
+
+
 def _top_positive(
     contribs: np.ndarray, feature_names: list[str], max_reasons: int, min_contribution: float
-) -> tuple[list[list[str]], list[list[float]]]:
+) -> tuple[pl.Series, pl.Series]:
     if max_reasons < 0:
         raise ValueError(f"max_reasons must be non-negative, got {max_reasons}")
     if not min_contribution >= 0:
@@ -72,21 +103,7 @@ def _top_positive(
             f"got {min_contribution}"
         )
     block = _feature_block(contribs, feature_names)
-    n_rows, n_features = block.shape
-    keep = min(max_reasons, n_features)
-    if n_rows == 0 or keep == 0:
-        return [[] for _ in range(n_rows)], [[] for _ in range(n_rows)]
-    # Descending by contribution; ties keep feature order (stable sort on the negation).
-    order = np.argsort(-block, axis=1, kind="stable")[:, :keep]
-    values = np.take_along_axis(block, order, axis=1)
-    qualifies = values > min_contribution  # NaN never qualifies
-    names: list[list[str]] = []
-    amounts: list[list[float]] = []
-    for row_order, row_values, row_ok in zip(order, values, qualifies):
-        count = int(row_ok.sum())  # qualifying values come first in a descending row
-        names.append([feature_names[j] for j in row_order[:count]])
-        amounts.append([float(v) for v in row_values[:count]])
-    return names, amounts
+    return ranked_lists(block, feature_names, max_reasons, min_contribution)
 
 
 def top_reasons(
@@ -99,7 +116,7 @@ def top_reasons(
     risk up), largest first, at most ``max_reasons``, only those strictly above
     ``min_contribution`` (which must be >= 0). ``contribs`` may include the bias column."""
     names, _ = _top_positive(contribs, feature_names, max_reasons, min_contribution)
-    return names
+    return names.to_list()
 
 
 def _lookup(feature: str, reason_catalog: dict[str, dict]) -> dict[str, Any]:
@@ -132,6 +149,23 @@ def map_reason_codes(
     return [[_lookup(feature, reason_catalog) for feature in row] for row in reasons]
 
 
+def reason_code_columns(reason_features: pl.Series, reason_catalog: dict[str, dict]) -> tuple[pl.Series, pl.Series]:
+    """:func:`map_reason_codes` for a whole column: (``reason_codes``, ``reason_texts``), each
+    a list column in the order of the features. Each distinct feature is looked up once."""
+    distinct = reason_features.explode().drop_nulls().unique().to_list()
+    entries = {feature: _lookup(feature, reason_catalog) for feature in distinct}
+
+    def mapped(field: str, name: str) -> pl.Series:
+        if not entries:
+            return pl.Series(name, [[]] * reason_features.len(), dtype=pl.List(pl.String))
+        table = {feature: entry[field] for feature, entry in entries.items()}
+        return pl.select(
+            reason_features.list.eval(pl.element().replace_strict(table, return_dtype=pl.String))
+        ).to_series().alias(name)
+
+    return mapped("code", "reason_codes"), mapped("text", "reason_texts")
+
+
 def explain_rows(
     booster: lgb.Booster,
     frame: pl.DataFrame,
@@ -161,10 +195,8 @@ def explain_rows(
     return pl.DataFrame(
         {
             ID_COLUMN: selected.get_column(ID_COLUMN),
-            "reason_features": pl.Series("reason_features", names, dtype=pl.List(pl.String)),
-            "reason_contributions": pl.Series(
-                "reason_contributions", amounts, dtype=pl.List(pl.Float64)
-            ),
+            "reason_features": names.alias("reason_features"),
+            "reason_contributions": amounts.alias("reason_contributions"),
         }
     )
 
@@ -202,6 +234,8 @@ __all__ = [
     "contributions",
     "explain_rows",
     "map_reason_codes",
+    "ranked_lists",
+    "reason_code_columns",
     "prediction_confidence",
     "top_reasons",
 ]

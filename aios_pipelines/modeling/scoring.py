@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 
 from aios_pipelines.features.build import APPLICATION_DATE, APPLICATION_ID, MISSING_SUFFIX
-from aios_pipelines.modeling.explanations import explain_rows, map_reason_codes, prediction_confidence
+from aios_pipelines.modeling.explanations import explain_rows, prediction_confidence, ranked_lists, reason_code_columns
 from aios_pipelines.modeling.training import FeatureSpec, predict_pd
 from aios_pipelines.policy.evaluate import condition_expr, evaluate_frame
 from aios_pipelines.policy.policy import NULL_OP, DecisionPolicy, iter_compares
@@ -81,12 +81,9 @@ def _fallback_reason_columns(policy: DecisionPolicy, frame: pl.DataFrame, max_re
             earned = pl.when(condition_expr(scorecard_bin.when, frame.schema)).then(float(scorecard_bin.points)).otherwise(earned)
         shortfalls.append((pl.lit(float(best)) - earned).alias(factor.id))
         names.append(_factor_column(factor))
-    table = frame.select(shortfalls).to_numpy()
-    reasons: list[list[str]] = []
-    for row in table:
-        order = np.argsort(-row, kind="stable")
-        reasons.append([names[i] for i in order[:max_reasons] if row[i] > 0])
-    return pl.Series("reason_features", reasons, dtype=pl.List(pl.String))
+    table = frame.select(shortfalls).to_numpy().astype(np.float64)
+    reasons, _ = ranked_lists(table, names, max_reasons, 0.0)
+    return reasons.alias("reason_features")
 
 
 def _with_hard_rule_reasons(
@@ -100,29 +97,25 @@ def _with_hard_rule_reasons(
     """``reason_features`` with the masked rows' reasons set to the columns of their hard
     rule's comparisons that hold on the row (a null test names the column's missing
     indicator, ``<column>__missing``), at most ``max_reasons``."""
-    reasons = reason_features.to_list()
-    positions = rows.arg_true().to_list()
-    subset = policy_view[positions]
-    rule_ids = hard_rules.gather(positions).to_list()
-    for rule in policy.hard_rules:
-        members = [i for i, rule_id in enumerate(rule_ids) if rule_id == rule.id]
-        if not members:
+    empty = pl.lit([], dtype=pl.List(pl.String))
+    rule_ids = hard_rules.alias("__hard_rule")
+    replacement: pl.Expr = pl.col("__reasons")
+    for rule in reversed(policy.hard_rules):
+        named: list[pl.Expr] = []
+        for compare in iter_compares(rule.when):
+            names = [f"{column}{MISSING_SUFFIX}" if compare.op == NULL_OP and compare.value else column
+                     for column in compare.columns]
+            held = condition_expr(compare, policy_view.schema).fill_null(False)
+            named.append(pl.when(held).then(pl.lit(names, dtype=pl.List(pl.String))).otherwise(empty))
+        if not named:
             continue
-        compares = list(iter_compares(rule.when))
-        holds = subset[members].select(
-            [condition_expr(c, subset.schema).fill_null(False).alias(str(k)) for k, c in enumerate(compares)]
-        ).to_numpy()
-        for member, row in zip(members, holds):
-            names: list[str] = []
-            for compare, held in zip(compares, row):
-                if not held:
-                    continue
-                for column in compare.columns:
-                    name = f"{column}{MISSING_SUFFIX}" if compare.op == NULL_OP and compare.value else column
-                    if name not in names:
-                        names.append(name)
-            reasons[positions[member]] = names[:max_reasons]
-    return pl.Series(reason_features.name, reasons, dtype=pl.List(pl.String))
+        own = pl.concat_list(named).list.unique(maintain_order=True).list.head(max_reasons)
+        replacement = pl.when(pl.col("__hard_rule") == rule.id).then(own).otherwise(replacement)
+    return (
+        policy_view.with_columns(rule_ids, reason_features.alias("__reasons"), rows.fill_null(False).alias("__unexplained"))
+        .select(pl.when(pl.col("__unexplained")).then(replacement).otherwise(pl.col("__reasons")).alias(reason_features.name))
+        .to_series()
+    )
 
 
 def _factor_column(factor) -> str:
@@ -218,7 +211,7 @@ def score_applications(
     if unexplained.any():
         reason_features = _with_hard_rule_reasons(policy, policy_view, routed["policy_hard_rule"], reason_features,
                                                   unexplained, max_reasons)
-    mapped = map_reason_codes(reason_features.to_list(), reason_catalog)
+    reason_codes, reason_texts = reason_code_columns(reason_features, reason_catalog)
 
     thresholds = [policy.auto_approve.max_pd, policy.auto_decline.min_pd]
     confidence = prediction_confidence(np.clip(pd_values, 1e-9, 1 - 1e-9), thresholds)
@@ -235,9 +228,9 @@ def score_applications(
         pl.lit(model.version if model else None, dtype=pl.String).alias("model_version"),
         pl.lit(source).alias("decision_source"),
         pl.Series("confidence", confidence, dtype=pl.Float64),
-        pl.Series("reason_features", reason_features.to_list(), dtype=pl.List(pl.String)),
-        pl.Series("reason_codes", [[r["code"] for r in row] for row in mapped], dtype=pl.List(pl.String)),
-        pl.Series("reason_texts", [[r["text"] for r in row] for row in mapped], dtype=pl.List(pl.String)),
+        reason_features.cast(pl.List(pl.String)).alias("reason_features"),
+        reason_codes,
+        reason_texts,
         features.select(_quality_flags(features, ranges).alias("quality_flags")).to_series(),
         routed["action"],
         routed["policy_rule"],
