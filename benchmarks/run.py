@@ -297,17 +297,6 @@ def run_model_plane(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "generated before timing (the rss_before_timed_mib field in the JSON)."
     )
 
-    profiles: dict[str, str] = {}
-    if args.profile:
-        for name, function in SCORING_STAGES:
-            if name not in PROFILED_SCORING_STAGES:
-                continue
-            path = work / f"{name}.prof"
-            _log(f"- profiling {name} under cProfile ...")
-            run_stage(f"{MODEL_STAGE_MODULE}:{function}", {**scoring, "repeat": 1, "profile_path": str(path)})
-            # who builds the polars Series (from Python lists) and who calls explain_rows
-            profiles[name] = _profile_text(path, name, callers_of=(r"series.py:\d+\(__init__\)", "explain_rows"))
-
     params = {
         "train_rows": train_sizes,
         "train_days": args.train_days,
@@ -321,7 +310,22 @@ def run_model_plane(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "score_repeat": args.score_repeat,
         "training_config": "TrainingConfig() defaults",
     }
-    return {"stages": stages, "ratios": ratios, "notes": notes, "profiles": profiles, "params": params}
+    return {"stages": stages, "ratios": ratios, "notes": notes, "params": params, "scoring_kwargs": scoring}
+
+
+def profile_model_plane(work: Path, scoring: dict[str, Any]) -> dict[str, str]:
+    """Each scoring stage of PROFILED_SCORING_STAGES once more, one call under cProfile (after
+    one timed call, which is discarded); the statistics as text, by stage name."""
+    profiles: dict[str, str] = {}
+    for name, function in SCORING_STAGES:
+        if name not in PROFILED_SCORING_STAGES:
+            continue
+        path = work / f"{name}.prof"
+        _log(f"- profiling {name} under cProfile ...")
+        run_stage(f"{MODEL_STAGE_MODULE}:{function}", {**scoring, "repeat": 1, "profile_path": str(path)})
+        # who builds the polars Series (from Python lists) and who calls explain_rows
+        profiles[name] = _profile_text(path, name, callers_of=(r"series.py:\d+\(__init__\)", "explain_rows"))
+    return profiles
 
 
 def _command(argv: list[str] | None) -> str:
@@ -399,39 +403,36 @@ def _record_model_plane(args: argparse.Namespace, argv: list[str] | None, machin
     _log(f"work directory: {work}")
     before = load_average()
     started = dt.datetime.now().astimezone()
+    key = MODEL_BENCHMARK if args.rows == DEFAULT_ROWS else f"{MODEL_BENCHMARK}_rows_{args.rows}"
+    day = started.date()
     try:
         outcome = run_model_plane(args, work)
+        after = load_average()
+        entry = {
+            "benchmark": MODEL_BENCHMARK,
+            "recorded_at": started.isoformat(timespec="seconds"),
+            "command": _command(argv),
+            "params": outcome["params"],
+            "machine": machine,
+            "load_average": {"before": before, "after": after},
+            "stages": outcome["stages"],
+            "ratios": outcome["ratios"],
+            "notes": outcome["notes"],
+        }
+        # recorded before profiling, so a long profile run cannot lose the figures
+        json_path, md_path = record_results(key, entry, results_dir=args.results_dir, day=day)
+        _print_outcome(f"model plane, scoring {args.rows:,} rows ({key}):", outcome)
+        print(f"results: {json_path} and {md_path}", flush=True)
+        if args.profile:
+            for name, text in profile_model_plane(work, outcome["scoring_kwargs"]).items():
+                path = args.results_dir / f"{day.isoformat()}-{key}-{name}-profile.txt"
+                path.write_text(text, encoding="utf-8")
+                print(f"profile: {path}", flush=True)
     finally:
         if args.keep:
             _log(f"kept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
-    after = load_average()
-
-    key = MODEL_BENCHMARK if args.rows == DEFAULT_ROWS else f"{MODEL_BENCHMARK}_rows_{args.rows}"
-    entry = {
-        "benchmark": MODEL_BENCHMARK,
-        "recorded_at": started.isoformat(timespec="seconds"),
-        "command": _command(argv),
-        "params": outcome["params"],
-        "machine": machine,
-        "load_average": {"before": before, "after": after},
-        "stages": outcome["stages"],
-        "ratios": outcome["ratios"],
-        "notes": outcome["notes"],
-    }
-    day = started.date()
-    json_path, md_path = record_results(key, entry, results_dir=args.results_dir, day=day)
-    profile_paths = []
-    for name, text in outcome["profiles"].items():
-        path = args.results_dir / f"{day.isoformat()}-{key}-{name}-profile.txt"
-        path.write_text(text, encoding="utf-8")
-        profile_paths.append(path)
-
-    _print_outcome(f"model plane, scoring {args.rows:,} rows ({key}):", outcome)
-    print(f"results: {json_path} and {md_path}")
-    for path in profile_paths:
-        print(f"profile: {path}")
 
 
 def _record_review_plane(args: argparse.Namespace, argv: list[str] | None, machine: dict[str, Any]) -> None:
