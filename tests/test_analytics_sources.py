@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -60,3 +61,25 @@ def test_dbt_vars_follow_the_contract_and_default_to_the_shipped_one(tmp_path: P
     assert got["application_id_column"] == "app_ref" and got["outcome_application_id_column"] == "app_ref"
     assert got["loan_amount_column"] == "requested_eur" and got["application_ts_column"] == "submitted_at"
     assert got["channel_column"] is None and got["outcome_target_column"] == "defaulted"
+
+
+def test_missing_online_tables_are_created_empty_with_the_copys_schemas(tmp_path: Path):
+    from aios_pipelines.analytics.review_tables import ONLINE_DECISIONS_SCHEMA
+    from aios_pipelines.analytics.sources import create_missing_online_tables
+    from aios_pipelines.ingestion.validation import loaded_schema
+    from aios_pipelines.review.warehouse_copy import online_applications_table, online_decisions_table
+
+    contract = load_contract(DEFAULT_CONTRACT_PATH)
+    warehouse = Warehouse(tmp_path / "aios.duckdb")
+    assert create_missing_online_tables(warehouse, contract.applications) == ["online_decisions", "online_applications"]
+    assert create_missing_online_tables(warehouse, contract.applications) == []
+    assert warehouse.read_table("online_decisions").schema == pl.Schema(ONLINE_DECISIONS_SCHEMA)
+    # online_applications is shaped like raw_applications, so staging can union the two
+    assert warehouse.read_table("online_applications").schema == pl.Schema(loaded_schema(contract.applications))
+    # the copy's first write lands in them as is
+    row = {"seq": 1, "application_id": "A1", "application_date": date(2026, 3, 2), "pd": 0.1, "action": "auto_approve",
+           "reasons": [{"code": "R1", "text": "t", "feature": "f"}], "application": {"application_id": "A1"}}
+    warehouse.sync_tables(upsert={"online_decisions": (online_decisions_table([row]), "decision_id"),
+                                  "online_applications": (online_applications_table([row], contract.applications), "source_row")})
+    assert warehouse.read_table("online_decisions")["reason_codes"].to_list() == [["R1"]]
+    assert warehouse.read_table("online_applications")["source_file"].to_list() == ["api:online"]

@@ -454,6 +454,9 @@ def test_a_fresh_install_without_review_tables_still_builds(dbt_manifest, instan
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
     assert warehouse.scalar("select count(*) from human_decisions") == 0
+    # and so are the online copies: the marts hold the batch decisions only
+    assert warehouse.scalar("select count(*) from online_decisions") == 0
+    assert warehouse.scalar("select count(*) from fct_application_decisions where origin = 'online'") == 0
     funnel = table(warehouse, "approval_funnel", "application_date")
     assert funnel.select("referred_to_review", "pending", "reviewed").rows() == [(2, 2, 0), (6, 6, 0)]
 
@@ -483,3 +486,146 @@ def test_a_broken_review_copy_fails_its_checks(dbt_manifest, instance, tmp_path,
     assert {e.check_name for e in failed} == {
         "stg_human_decisions_override_flag_matches_verdict", "stg_human_decisions_override_direction_matches_is_override"}
     assert not result.success  # an ERROR test fails the dbt run, and with it the step
+
+
+# ---------------------------------------------------------------------------- online decisions
+# Decisions the review service made online (POST /api/decisions), copied into the warehouse by
+# the online_decisions asset. id, day, amount, channel, pd, band, action, rule, case
+ONLINE = [
+    ("O01", DAY2, 25_000.0, "web", 0.02, "A", "auto_approve", "auto_approve", None),
+    ("O02", DAY2, 18_000.0, "mobile", 0.09, "C", "review", "review:grey_zone", "C20"),
+    # also in the batch (scored there as an auto-decline at PD 0.50): the batch row is kept
+    ("A03", DAY1, 99_999.0, "web", 0.02, "A", "auto_approve", "auto_approve", None),
+]
+ONLINE_MODEL = "4"
+
+
+def online_frames(contract) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from aios_pipelines.analytics.review_tables import ONLINE_DECISIONS_SCHEMA
+
+    decisions, applications = [], []
+    for seq, (app, day, amount, channel, pd_value, band, action, rule, case) in enumerate(ONLINE, start=1):
+        decisions.append({
+            "application_id": app, "application_date": day, "pd": pd_value, "score_band": band,
+            "model_version": ONLINE_MODEL, "decision_source": "model", "confidence": 0.7, "reason_features": [],
+            "reason_codes": ["R02"] if action == "review" else [], "reason_texts": [], "quality_flags": [],
+            "action": action, "policy_rule": rule, "policy_hard_rule": None, "requires_four_eyes": False,
+            "review_priority": "normal" if action == "review" else None,
+            "review_due_hours": 48 if action == "review" else None, "policy_version": "2026.11.1",
+            "policy_fingerprint": "f" * 64, "automation_paused": False, "fallback_reason": None, "origin": "online",
+            "decision_id": f"online-{seq}", "decided_at": at(day, 12), "requested_by": "lender-portal",
+            "case_id": case, "expert_queue": "general" if case else None, "copied_cursor": seq,
+        })
+        applications.append({
+            "application_id": app, "application_ts": at(day, 11, seq), "annual_income": 48_000.0,
+            "employment_length_years": 2.0, "existing_debt": 1_000.0, "debt_to_income": 0.1,
+            "credit_history_months": 60, "delinquencies_2y": 0, "bureau_score": 710, "credit_utilisation": 0.2,
+            "loan_amount": amount, "purpose": "car", "term_months": 36, "region": "south", "channel": channel,
+            "landing_date": day, "source_file": "api:online", "source_row": seq,
+        })
+    return (pl.DataFrame(decisions, schema=ONLINE_DECISIONS_SCHEMA),
+            pl.DataFrame(applications, schema=loaded_schema(contract.applications)))
+
+
+def write_online_rows(warehouse: Warehouse, contract) -> None:
+    """The online copies, and the review case an online referral opened (source api) with the
+    underwriter's low-side override on it."""
+    decisions, applications = online_frames(contract)
+    warehouse.replace_table("online_decisions", decisions)
+    warehouse.replace_table("online_applications", applications)
+    cases, human, events = review_frames()
+    created, decided = at(DAY2, 12), at(DAY2, 14)
+    case = {"case_id": "C20", "application_id": "O02", "application_date": DAY2, "source": "api", "queue": "standard",
+            "expert_queue": "general", "priority": "normal", "created_at": created, "due_at": created + timedelta(hours=48),
+            "requires_four_eyes": False, "blind_review": False, "model_recommendation": "decline", "pd": 0.09,
+            "score_band": "C", "model_version": ONLINE_MODEL, "policy_version": "2026.11.1",
+            "policy_rule": "review:grey_zone", "status": "decided", "final_decision": "approve", "decided_at": decided}
+    decision = {"decision_id": "D20", "case_id": "C20", "application_id": "O02", "reviewer": "dave",
+                "reviewer_role": "underwriter", "decision": "approve", "reason_codes": ["H03"], "note": "",
+                "stage": "final", "model_recommendation": "decline", "is_override": True,
+                "override_direction": "low_side", "blind_review": False, "claimed_at": at(DAY2, 13),
+                "decided_at": decided, "case_created_at": created, "copied_cursor": human.height + 1}
+    next_event = events.height + 1
+    extra_events = [("created", "api:lender-portal", created), ("claimed", "dave", at(DAY2, 13)), ("decided", "dave", decided)]
+    warehouse.replace_table("review_cases", pl.concat([cases, pl.DataFrame([case], schema=REVIEW_CASES_SCHEMA)]))
+    warehouse.replace_table("human_decisions", pl.concat([human, pl.DataFrame([decision], schema=HUMAN_DECISIONS_SCHEMA)]))
+    warehouse.replace_table("review_events", pl.concat([events, pl.DataFrame(
+        [{"event_id": next_event + i, "case_id": "C20", "event_type": kind, "actor": actor, "at": when, "details": "{}"}
+         for i, (kind, actor, when) in enumerate(extra_events)], schema=REVIEW_EVENTS_SCHEMA)]))
+
+
+def test_online_copies_feed_the_staging_models_in_the_asset_graph(dbt_manifest, tmp_path, monkeypatch):
+    """The dbt sources map to the Python assets that copy the online decisions, so the lineage
+    shows them upstream of staging; their source tests run in build_analytics, not in the copy job."""
+    monkeypatch.setenv("AIOS_HOME", str(tmp_path / "home"))
+    from aios_pipelines.definitions import defs
+
+    definitions = defs()
+    graph = definitions.resolve_asset_graph()
+    assert graph.get(dg.AssetKey("stg_scored_applications")).parent_keys == {
+        dg.AssetKey("scored_applications"), dg.AssetKey("online_decisions")}
+    assert graph.get(dg.AssetKey("stg_applications")).parent_keys == {
+        dg.AssetKey("raw_applications"), dg.AssetKey("online_applications")}
+    for key in ("online_decisions", "online_applications"):
+        node = graph.get(dg.AssetKey(key))
+        assert node.is_materializable and node.group_name == "review", key  # the copy asset, not a stub
+    copy_checks = definitions.resolve_job_def("copy_online_decisions").asset_layer.asset_graph.asset_check_keys
+    assert {k.name for k in copy_checks} == {"check_consistency_online_decisions_copied"}
+    analytics_checks = definitions.resolve_job_def("build_analytics").asset_layer.asset_graph.asset_check_keys
+    assert {k.name for k in analytics_checks if k.asset_key == dg.AssetKey("online_decisions")} >= {
+        "source_unique_warehouse_online_decisions_application_id", "source_online_decisions_referral_has_a_case"}
+
+
+def test_online_decisions_flow_into_the_marts_once(dbt_manifest, instance, tmp_path, contract):
+    paths = AiosPaths(tmp_path / "online").ensure()
+    warehouse = Warehouse(paths.warehouse)
+    write_fixture_warehouse(warehouse, contract)
+    write_online_rows(warehouse, contract)
+    from aios_pipelines.defs.analytics.dbt_assets import analytics_dbt_models
+
+    result = dg.materialize([analytics_dbt_models], resources=analytics_resources(paths), instance=instance)
+    assert result.success
+    evaluations = result.get_asset_check_evaluations()
+    assert [(e.asset_key.to_user_string(), e.check_name) for e in evaluations if not e.passed] == []
+    assert {"online_decisions", "online_applications"} <= {e.asset_key.to_user_string() for e in evaluations}
+
+    fct = table(warehouse, "fct_application_decisions", "application_id")
+    ids = fct["application_id"].to_list()
+    assert len(ids) == len(APPLICATIONS) + 2 == len(set(ids))
+    assert ids.count("O01") == ids.count("O02") == ids.count("A03") == 1
+    rows = {r["application_id"]: r for r in fct.iter_rows(named=True)}
+    # an online auto-approval, with the online decision's own values
+    auto = rows["O01"]
+    assert (auto["origin"], auto["pd"], auto["score_band"], auto["model_version"], auto["routed_action"]) == (
+        "online", 0.02, "A", ONLINE_MODEL, "auto_approve")
+    assert (auto["final_decision"], auto["decided_by"], auto["application_date"]) == ("approve", "automation", DAY2)
+    assert (auto["loan_amount"], auto["channel"]) == (25_000.0, "web")  # from online_applications
+    # an online referral, decided by a person on the review case the service opened
+    referral = rows["O02"]
+    assert (referral["origin"], referral["routed_action"], referral["case_id"], referral["expert_queue"]) == (
+        "online", "review", "C20", "general")
+    assert (referral["final_decision"], referral["decided_by"], referral["override_direction"]) == (
+        "approve", "dave", "low_side")
+    assert referral["hours_to_decision"] == 2.0 and referral["loan_amount"] == 18_000.0
+    # in both: once, as the batch scored it, with the landing file's application
+    both = rows["A03"]
+    assert (both["origin"], both["pd"], both["model_version"], both["routed_action"], both["final_decision"]) == (
+        "batch", 0.50, MODEL, "auto_decline", "decline")
+    assert both["loan_amount"] == 15_000.0
+    assert warehouse.scalar("select count(*) from stg_applications where application_id = 'A03'") == 1
+    assert warehouse.scalar("select origin from stg_applications where application_id = 'A03'") == "batch"
+
+    # every mart counts them
+    funnel = table(warehouse, "approval_funnel", "application_date")
+    assert funnel.select("application_date", "applications", "online_applications", "auto_approved",
+                         "referred_to_review", "review_approved", "pending").rows() == [
+        (DAY1, 6, 0, 2, 2, 2, 0),
+        (DAY2, 8, 2, 1, 7, 2, 2),
+    ]
+    dave = warehouse.query("select sum(verdicts), sum(low_side_overrides) from override_rates where reviewer = 'dave'")
+    assert dave.row(0) == (1, 1)
+    general = warehouse.query("select decided_cases from time_to_decision where decision_date = ? "
+                              "and expert_queue = 'general'", [DAY2])
+    assert general.item() == 3  # C07, C10 and the online referral's C20
+    book = warehouse.query("select approved_loans, approved_amount from portfolio_performance where score_band = 'A'")
+    assert book.row(0) == (2, 35_000.0)  # A01 (batch) and O01 (online)

@@ -1,6 +1,7 @@
 """Warehouse tables copied out of the review store: the contract between the review plane
-(which writes them, through the ``review_cases`` / ``human_decisions`` assets) and the dbt
-project (which reads them as sources). One place, so the two sides cannot drift apart."""
+(which writes them, through the ``review_cases`` / ``human_decisions`` / ``online_decisions``
+assets) and the dbt project (which reads them as sources). One place, so the two sides cannot
+drift apart. (``online_applications`` has the contract's columns: ``loaded_schema``.)"""
 
 from __future__ import annotations
 
@@ -59,4 +60,38 @@ REVIEW_EVENTS_SCHEMA: dict[str, pl.DataType] = {
     "actor": pl.String(),
     "at": pl.Datetime("us"),
     "details": pl.String(),  # JSON
+}
+
+# One row per online decision: the columns of the batch ``scored_applications`` (same names,
+# same types, so a union of the two is one decision table), then what only an online decision
+# has. ``origin`` is 'online' (the batch rows are 'batch' in a union).
+ONLINE_DECISIONS_SCHEMA: dict[str, pl.DataType] = {
+    "application_id": pl.String(),
+    "application_date": pl.Date(),
+    "pd": pl.Float64(),
+    "score_band": pl.String(),
+    "model_version": pl.String(),
+    "decision_source": pl.String(),  # model | fallback_rules
+    "confidence": pl.Float64(),
+    "reason_features": pl.List(pl.String()),
+    "reason_codes": pl.List(pl.String()),
+    "reason_texts": pl.List(pl.String()),
+    "quality_flags": pl.List(pl.String()),
+    "action": pl.String(),  # auto_approve | auto_decline | review
+    "policy_rule": pl.String(),
+    "policy_hard_rule": pl.String(),
+    "requires_four_eyes": pl.Boolean(),
+    "review_priority": pl.String(),
+    "review_due_hours": pl.Int64(),
+    "policy_version": pl.String(),
+    "policy_fingerprint": pl.String(),
+    "automation_paused": pl.Boolean(),
+    "fallback_reason": pl.String(),
+    "origin": pl.String(),  # online
+    "decision_id": pl.String(),
+    "decided_at": pl.Datetime("us"),
+    "requested_by": pl.String(),
+    "case_id": pl.String(),  # the review case of a referral
+    "expert_queue": pl.String(),
+    "copied_cursor": pl.Int64(),  # the review store's online decision sequence
 }

@@ -7,10 +7,12 @@ import polars as pl
 
 from aios_pipelines.analytics.review_tables import (
     HUMAN_DECISIONS_SCHEMA,
+    ONLINE_DECISIONS_SCHEMA,
     REVIEW_CASES_SCHEMA,
     REVIEW_EVENTS_SCHEMA,
 )
-from aios_pipelines.ingestion.contract import DataContract
+from aios_pipelines.ingestion.contract import DataContract, DatasetSpec
+from aios_pipelines.ingestion.validation import loaded_schema
 from aios_pipelines.storage.warehouse import Warehouse, quote_identifier
 
 REVIEW_TABLES: dict[str, dict[str, pl.DataType]] = {
@@ -18,6 +20,25 @@ REVIEW_TABLES: dict[str, dict[str, pl.DataType]] = {
     "human_decisions": HUMAN_DECISIONS_SCHEMA,
     "review_events": REVIEW_EVENTS_SCHEMA,
 }
+
+
+def _create_missing(warehouse: Warehouse, tables: dict[str, dict[str, pl.DataType]]) -> list[str]:
+    created: list[str] = []
+    with warehouse.connect() as con:
+        existing = {
+            row[0]
+            for row in con.execute(
+                "select table_name from information_schema.tables where table_schema = 'main'"
+            ).fetchall()
+        }
+        for table, schema in tables.items():
+            if table in existing:
+                continue
+            con.register("empty_review_rows", pl.DataFrame(schema=schema).to_arrow())
+            con.execute(f"create table if not exists {quote_identifier(table)} as select * from empty_review_rows")
+            con.unregister("empty_review_rows")
+            created.append(table)
+    return created
 
 
 def create_missing_review_tables(warehouse: Warehouse) -> list[str]:
@@ -29,22 +50,18 @@ def create_missing_review_tables(warehouse: Warehouse) -> list[str]:
     touched. The empty tables have exactly the columns and types the review plane writes
     (created from the same polars schemas), so its first write appends to them as is.
     """
-    created: list[str] = []
-    with warehouse.connect() as con:
-        existing = {
-            row[0]
-            for row in con.execute(
-                "select table_name from information_schema.tables where table_schema = 'main'"
-            ).fetchall()
-        }
-        for table, schema in REVIEW_TABLES.items():
-            if table in existing:
-                continue
-            con.register("empty_review_rows", pl.DataFrame(schema=schema).to_arrow())
-            con.execute(f"create table if not exists {quote_identifier(table)} as select * from empty_review_rows")
-            con.unregister("empty_review_rows")
-            created.append(table)
-    return created
+    return _create_missing(warehouse, REVIEW_TABLES)
+
+
+def create_missing_online_tables(warehouse: Warehouse, applications: DatasetSpec) -> list[str]:
+    """Create, empty, ``online_decisions`` and ``online_applications`` when the warehouse lacks
+    them; return the ones created. Staging unions them with the batch tables, so the marts
+    build before the review service has decided anything online. Same rules as
+    :func:`create_missing_review_tables`; ``online_applications`` has the columns of
+    ``raw_applications`` under ``applications`` (the contract in force)."""
+    return _create_missing(
+        warehouse, {"online_decisions": ONLINE_DECISIONS_SCHEMA, "online_applications": loaded_schema(applications)}
+    )
 
 
 def contract_dbt_vars(contract: DataContract) -> dict[str, str | None]:

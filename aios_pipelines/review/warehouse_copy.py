@@ -1,6 +1,6 @@
 """Review-store rows as the warehouse tables the analytics read (see
-``aios_pipelines.analytics.review_tables`` for their schemas, and below for the online
-decisions'). Pure: no Dagster, no I/O."""
+``aios_pipelines.analytics.review_tables`` for their schemas, the online decisions' too).
+Pure: no Dagster, no I/O."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import polars as pl
 
 from aios_pipelines.analytics.review_tables import (
     HUMAN_DECISIONS_SCHEMA,
+    ONLINE_DECISIONS_SCHEMA,
     REVIEW_CASES_SCHEMA,
     REVIEW_EVENTS_SCHEMA,
 )
@@ -93,40 +94,6 @@ def decisions_table(
 
 
 # --------------------------------------------------------------------------- online decisions
-
-# One row per online decision: the columns of the batch ``scored_applications`` (same names,
-# same types, so a union of the two is one decision table), then what only an online decision
-# has. ``origin`` is 'online' (the batch rows are 'batch' in a union).
-ONLINE_DECISIONS_SCHEMA: dict[str, pl.DataType] = {
-    "application_id": pl.String(),
-    "application_date": pl.Date(),
-    "pd": pl.Float64(),
-    "score_band": pl.String(),
-    "model_version": pl.String(),
-    "decision_source": pl.String(),  # model | fallback_rules
-    "confidence": pl.Float64(),
-    "reason_features": pl.List(pl.String()),
-    "reason_codes": pl.List(pl.String()),
-    "reason_texts": pl.List(pl.String()),
-    "quality_flags": pl.List(pl.String()),
-    "action": pl.String(),  # auto_approve | auto_decline | review
-    "policy_rule": pl.String(),
-    "policy_hard_rule": pl.String(),
-    "requires_four_eyes": pl.Boolean(),
-    "review_priority": pl.String(),
-    "review_due_hours": pl.Int64(),
-    "policy_version": pl.String(),
-    "policy_fingerprint": pl.String(),
-    "automation_paused": pl.Boolean(),
-    "fallback_reason": pl.String(),
-    "origin": pl.String(),  # online
-    "decision_id": pl.String(),
-    "decided_at": pl.Datetime("us"),
-    "requested_by": pl.String(),
-    "case_id": pl.String(),  # the review case of a referral
-    "expert_queue": pl.String(),
-    "copied_cursor": pl.Int64(),  # the review store's online decision sequence
-}
 
 
 def online_decisions_table(rows: Iterable[Mapping[str, Any]]) -> pl.DataFrame:

@@ -2,8 +2,9 @@
 
 Sources carry the keys of the Python assets that write them (``meta.dagster.asset_key`` in
 ``dbt_project/models/staging/_sources.yml``), so staging and marts hang off
-``raw_applications``, ``scored_applications`` and the review plane's tables in one lineage
-graph. Tests on sources are checks on those Python assets.
+``raw_applications``, ``scored_applications``, the review plane's tables and the online
+decisions' copies (``online_decisions``, ``online_applications``) in one lineage graph.
+Tests on sources are checks on those Python assets.
 """
 
 import contextlib
@@ -18,7 +19,11 @@ import dagster as dg
 import yaml
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
 
-from aios_pipelines.analytics.sources import contract_dbt_vars, create_missing_review_tables
+from aios_pipelines.analytics.sources import (
+    contract_dbt_vars,
+    create_missing_online_tables,
+    create_missing_review_tables,
+)
 from aios_pipelines.defs.analytics.dbt_project import dbt_project, ensure_manifest
 from aios_pipelines.defs.analytics.resources import WarehouseDbtResource
 from aios_pipelines.defs.resources import LandingResource, WarehouseResource
@@ -101,6 +106,12 @@ def analytics_dbt_models(
         context.log.info(
             f"created empty review tables {', '.join(created)}: the review plane has not copied any cases yet, "
             "so every referred application is pending"
+        )
+    created = create_missing_online_tables(store, landing.contract().applications) if context.selected_asset_keys else []
+    if created:
+        context.log.info(
+            f"created empty tables {', '.join(created)}: no online decision has been copied yet, "
+            "so the marts hold the batch decisions only"
         )
     # only the names that differ from the project's defaults: unchanged vars let dbt reuse
     # the prepared manifest's parse instead of parsing the project again

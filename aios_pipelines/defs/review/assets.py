@@ -285,7 +285,7 @@ def online_decision_copies(context: dg.AssetExecutionContext, warehouse: Warehou
 
 copy_online_decisions = dg.define_asset_job(
     "copy_online_decisions",
-    selection=dg.AssetSelection.assets("online_decisions", "online_applications"),
+    selection=own_checks_only("online_decisions", "online_applications"),
     executor_def=dg.in_process_executor,
     description="Copy new online decisions and their applications from the review store into the warehouse.",
 )

@@ -12,6 +12,7 @@ per_day as (
         application_date,
 
         count(*) as applications,
+        count(*) filter (where origin = 'online') as online_applications,
         count(*) filter (where routed_action = 'auto_approve') as auto_approved,
         count(*) filter (where routed_action = 'auto_decline') as auto_declined,
         count(*) filter (where routed_action = 'review') as referred_to_review,

@@ -39,6 +39,7 @@ joined as (
     select
         scored.application_id,
         scored.application_date,
+        scored.origin,
         applications.application_ts,
         applications.loan_amount,
         applications.channel,
@@ -124,6 +125,7 @@ final as (
     select
         application_id,
         application_date,
+        origin,
         application_ts,
         loan_amount,
         channel,

@@ -1,14 +1,8 @@
-with
-
-source as (
-
-    select * from {{ source('warehouse', 'raw_applications') }}
-
-),
-
-renamed as (
-
-    select
+-- Every application the platform decided on: those loaded from the landing files
+-- (raw_applications) and those sent to the review service online (online_applications, the
+-- same contract columns). An application in both is kept once, the landing file's row (the
+-- same rule as stg_scored_applications); among online rows, the first.
+{%- set renamed_columns %}
         ---------- ids
         {{ contract_column('application_id_column', 'varchar') }} as application_id,
 
@@ -23,8 +17,47 @@ renamed as (
         ---------- lineage
         source_file,
         source_row
+{%- endset %}
 
-    from source
+with
+
+batch as (
+
+    select * from {{ source('warehouse', 'raw_applications') }}
+
+),
+
+online as (
+
+    select * from {{ source('warehouse', 'online_applications') }}
+
+),
+
+unioned as (
+
+    select
+        {{ renamed_columns }},
+        'batch' as origin,
+        1 as origin_rank
+
+    from batch
+
+    union all
+
+    select
+        {{ renamed_columns }},
+        'online' as origin,
+        2 as origin_rank
+
+    from online
+
+),
+
+renamed as (
+
+    select * exclude (origin_rank)
+    from unioned
+    qualify row_number() over (partition by application_id order by origin_rank, source_row, source_file) = 1
 
 )
 
