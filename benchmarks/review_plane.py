@@ -43,14 +43,11 @@ import hashlib
 import json
 import math
 import os
-import pwd
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -71,6 +68,8 @@ from benchmarks.harness import (  # noqa: E402
     record_results,
     run_stage,
 )
+from aios_pipelines.storage.postgres_server import PostgresUnavailable, free_port  # noqa: E402
+from aios_pipelines.storage.postgres_server import postgres_cluster as _postgres_cluster  # noqa: E402
 
 BENCHMARK = "review_plane"
 STAGE_MODULE = "benchmarks.review_plane"
@@ -93,10 +92,6 @@ SERVICE_PACKAGES = ("fastapi", "starlette", "uvicorn", "sqlalchemy", "httpx", "p
 
 class ReviewPlaneCheckFailed(RuntimeError):
     """A correctness check of the review-plane benchmark failed (the results were recorded)."""
-
-
-class PostgresUnavailable(RuntimeError):
-    """PostgreSQL cannot be brought up here; the message says why."""
 
 
 def _log(message: str) -> None:
@@ -640,12 +635,6 @@ def store_direct(
 # ----------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def _aios_command() -> list[str]:
     script = Path(sys.executable).with_name("aios")
     if script.exists():
@@ -702,90 +691,15 @@ def review_service(store_url: str, log_path: Path) -> Iterator[dict[str, Any]]:
                 process.wait(timeout=30)
 
 
-def postgres_bin_dir() -> Path | None:
-    found = shutil.which("pg_ctl")
-    if found and Path(found).resolve().with_name("initdb").exists():
-        return Path(found).resolve().parent
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
-                        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
-    return candidates[-1].parent if candidates else None
-
-
 @contextlib.contextmanager
 def postgres_cluster(database_names: list[str]) -> Iterator[dict[str, Any]]:
-    """A throwaway PostgreSQL cluster: initdb in a temporary directory, listening on
-    127.0.0.1 and a free port (its socket in that directory too), trust auth for the local
-    superuser; the databases are created empty. Stopped and removed when the block ends.
-    As root, the server runs as the ``postgres`` OS user (initdb refuses root)."""
-    try:
-        import psycopg
-    except ImportError:
-        raise PostgresUnavailable(
-            "the psycopg driver is not installed in this environment (install the optional extra: "
-            "uv pip install -e '.[postgres]')") from None
-    bin_dir = postgres_bin_dir()
-    if bin_dir is None:
-        raise PostgresUnavailable("no PostgreSQL server binaries (initdb, pg_ctl) on PATH or under "
-                                  "/usr/lib/postgresql/*/bin (Debian: apt-get install postgresql)")
-    run_as: list[str] = []
-    owner: pwd.struct_passwd | None = None
-    if os.geteuid() == 0:
-        try:
-            owner = pwd.getpwnam("postgres")
-        except KeyError:
-            raise PostgresUnavailable("running as root, and initdb refuses root; there is no 'postgres' OS "
-                                      "user to run the server as") from None
-        runuser = shutil.which("runuser")
-        if runuser is None:
-            raise PostgresUnavailable("running as root, and initdb refuses root; runuser is not available")
-        run_as = [runuser, "-u", owner.pw_name, "--"]
-    root = Path(tempfile.mkdtemp(prefix="aios_bench_pg_"))
-    data = root / "data"
-    log_path = root / "server.log"
-    started = False
-
-    def run(*args: str) -> subprocess.CompletedProcess:
-        completed = subprocess.run([*run_as, *args], capture_output=True, text=True, check=False, cwd=root,
-                                   stdin=subprocess.DEVNULL, timeout=180)
-        if completed.returncode != 0:
-            raise PostgresUnavailable(
-                f"{Path(args[0]).name} failed ({completed.returncode}): "
-                f"{(completed.stderr or completed.stdout).strip()[-800:]}\n{_tail(log_path)}")
-        return completed
-
-    try:
-        if owner is not None:
-            os.chown(root, owner.pw_uid, owner.pw_gid)
-        os.chmod(root, 0o700)
-        run(str(bin_dir / "initdb"), "-D", str(data), "-U", PG_SUPERUSER, "--auth=trust", "-E", "UTF8",
-            "--locale=C", "--no-sync")
-        port = free_port()
-        options = f"-k {root} -p {port} -c listen_addresses={HOST} -c log_connections=on"
-        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log_path), "-w", "-t", "120", "-o", options, "start")
-        started = True
-        pid = int((data / "postmaster.pid").read_text(encoding="ascii").splitlines()[0])
-        with psycopg.connect(host=HOST, port=port, user=PG_SUPERUSER, dbname="postgres", autocommit=True) as conn:
-            version = conn.execute("show server_version").fetchone()[0]
-            settings = dict(conn.execute(
-                "select name, setting from pg_settings where name in "
-                "('shared_buffers', 'fsync', 'synchronous_commit', 'max_connections', 'wal_level')").fetchall())
-            for name in database_names:
-                conn.execute(f'create database "{name}"')
-        yield {
-            "urls": {name: f"postgresql+psycopg://{PG_SUPERUSER}@{HOST}:{port}/{name}" for name in database_names},
-            "pid": pid,
-            "port": port,
-            "version": version,
-            "settings": settings,
-            "bin_dir": str(bin_dir),
-            "run_as": owner.pw_name if owner else None,
-            "log_path": log_path,
-        }
-    finally:
-        if started:
-            subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop"],
-                           capture_output=True, text=True, check=False, cwd=root, stdin=subprocess.DEVNULL, timeout=120)
-        shutil.rmtree(root, ignore_errors=True)
+    """A throwaway PostgreSQL cluster (``aios_pipelines.storage.postgres_server``) on 127.0.0.1
+    and a free port, with initdb's durability defaults (fsync and synchronous commit on, as a
+    production server would run) and every connection logged (counted per stage); the
+    databases are created empty. Stopped and removed when the block ends."""
+    with _postgres_cluster(database_names, superuser=PG_SUPERUSER, log_connections=True,
+                           prefix="aios_bench_pg_") as cluster:
+        yield cluster
 
 
 # ----------------------------------------------------------------------------------------
