@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 import secrets
 import threading
@@ -37,6 +38,7 @@ from typing import Any, Callable, Literal
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import BackgroundTasks, Body, Depends, FastAPI, Header, Query, Request
+from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -77,6 +79,7 @@ STYLESHEET = Path(__file__).resolve().parent / "static" / "review.css"
 SECRET_ENV = "AIOS_REVIEW_SECRET"
 MAX_FORM_BYTES = 64 * 1024
 MAX_IDEMPOTENCY_KEY = 255
+MAX_SQL_INT = 2**63 - 1  # offsets, cursors and ids beyond it overflow SQLite's INTEGER (was a 500)
 API_DESCRIPTION = (
     "Decide credit applications online (POST /api/decisions), ask the decision policy what it "
     "would do (POST /api/policy/evaluate), and work the review tasks the policy sends to people: "
@@ -293,7 +296,8 @@ class FieldProblemOut(BaseModel):
 class ContractErrorOut(BaseModel):
     error: Literal["invalid"]
     message: str
-    details: list[FieldProblemOut] = Field(description="one entry per bad field")
+    details: list[FieldProblemOut] = Field(default_factory=list, description="one entry per bad field (none when "
+                                           "the request itself is refused, e.g. a reused Idempotency-Key)")
 
 
 class ReviewTaskRef(BaseModel):
@@ -363,6 +367,8 @@ class ErrorOut(BaseModel):
 
 
 _ERRORS = {code: {"model": ErrorOut, "description": _ERROR_CODES[code].replace("_", " ")} for code in (401, 403, 404, 409, 422)}
+# a POST can also meet a body that is not JSON text, or a malformed Idempotency-Key
+_WRITE_ERRORS = {**_ERRORS, 400: {"model": ErrorOut, "description": "unreadable body or malformed Idempotency-Key"}}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -385,6 +391,17 @@ async def raw_request(
 ) -> RawRequest:
     return RawRequest(method=request.method, path=request.url.path, body=await request.body(),
                       idempotency_key=idempotency_key)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities (which Python's JSON parser accepts) as text: JSON cannot carry them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _error_body(code: str, message: str) -> dict[str, str]:
@@ -580,10 +597,11 @@ def create_app(
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError):
-        problems = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
-        summary = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}" for e in problems
-        )
+        problems = _json_safe(jsonable_encoder(exc.errors(), custom_encoder={Exception: str}))
+        for e in problems:  # every 422 detail names its field and says what is wrong, as FieldProblemOut
+            e["field"] = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+            e["message"] = str(e.get("msg", "invalid"))
+        summary = "; ".join(f"{e['field']}: {e['message']}" for e in problems)
         return JSONResponse({**_error_body("invalid", summary or "invalid request"), "details": problems},
                             status_code=422)
 
@@ -674,7 +692,7 @@ def create_app(
         return Me(name=user.name, role=user.role, queues=rules.workable(user.name, user.role) if user.can_write else [])
 
     @app.post("/api/tasks", status_code=201, response_model=TaskOut, tags=["tasks"], summary="Create a review task",
-              responses=_ERRORS)
+              responses=_WRITE_ERRORS)
     def api_create_task(body: TaskCreate, user: User = Depends(writer), raw: RawRequest = Depends(raw_request)):
         def action() -> tuple[int, Any]:
             routing = publish.route_task(policy, pd=body.pd, amount=body.amount, applicant=body.applicant,
@@ -716,7 +734,7 @@ def create_app(
         workable: bool = Query(False, description="only tasks in the expert queues the caller may work "
                                                   "(and, for seniors, escalations)"),
         limit: int = Query(100, ge=1, le=1000),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=MAX_SQL_INT),
     ) -> TaskList:
         at = now()
         statuses = [s.strip() for s in status.split(",") if s.strip()] if status else None
@@ -738,7 +756,7 @@ def create_app(
         return {**task_json(case, at), **store.case_history(case_id)}
 
     @app.post("/api/tasks/{case_id}/claim", response_model=TaskOut, tags=["tasks"], summary="Claim a task",
-              responses=_ERRORS)
+              responses=_WRITE_ERRORS)
     def api_claim(case_id: str, user: User = Depends(writer), raw: RawRequest = Depends(raw_request)):
         def action() -> tuple[int, Any]:
             at = now()
@@ -747,7 +765,7 @@ def create_app(
         return idempotent(user, raw, action)
 
     @app.post("/api/tasks/{case_id}/release", response_model=TaskOut, tags=["tasks"], summary="Release a claimed task",
-              responses=_ERRORS)
+              responses=_WRITE_ERRORS)
     def api_release(case_id: str, user: User = Depends(writer), raw: RawRequest = Depends(raw_request)):
         def action() -> tuple[int, Any]:
             at = now()
@@ -761,7 +779,7 @@ def create_app(
                     "transaction; when two callers race, one decision is stored and the other gets 409. Declines "
                     "need reason codes; overriding the model's recommendation needs reason codes and a note. "
                     "Four-eyes tasks need a second review by a different senior underwriter.",
-        responses=_ERRORS,
+        responses=_WRITE_ERRORS,
     )
     def api_decide(case_id: str, body: DecisionIn, background: BackgroundTasks, user: User = Depends(writer),
                    raw: RawRequest = Depends(raw_request)):
@@ -775,7 +793,7 @@ def create_app(
         return idempotent(user, raw, action)
 
     @app.post("/api/tasks/{case_id}/info-returned", response_model=TaskOut, tags=["tasks"],
-              summary="The requested information arrived: back to the queue", responses=_ERRORS)
+              summary="The requested information arrived: back to the queue", responses=_WRITE_ERRORS)
     def api_info_returned(case_id: str, body: InfoReturnedIn, user: User = Depends(writer),
                           raw: RawRequest = Depends(raw_request)):
         def action() -> tuple[int, Any]:
@@ -788,14 +806,14 @@ def create_app(
              description="Every decision with seq > cursor, oldest first, with its task's context. Start at 0 and "
                          "pass next_cursor back; a decision never appears after a later one was returned.",
              responses=_ERRORS)
-    def api_decisions(user: User = Depends(api_user), cursor: int = Query(0, ge=0), limit: int = Query(500, ge=1, le=5000)):
+    def api_decisions(user: User = Depends(api_user), cursor: int = Query(0, ge=0, le=MAX_SQL_INT), limit: int = Query(500, ge=1, le=5000)):
         rows = store.decisions_since(cursor, limit)
         return {"decisions": rows, "next_cursor": rows[-1]["seq"] if rows else cursor}
 
     @app.post("/api/webhooks", status_code=201, response_model=WebhookOut, tags=["webhooks"],
               summary="Register a webhook (admin)",
               description="Called with a signed POST when a task is decided (X-AIOS-Event: task.decided) or "
-                          "information is requested (task.info_requested).", responses=_ERRORS)
+                          "information is requested (task.info_requested).", responses=_WRITE_ERRORS)
     def api_register_webhook(body: WebhookIn, user: User = Depends(admin), raw: RawRequest = Depends(raw_request)):
         def action() -> tuple[int, Any]:
             return 201, store.register_webhook(body.url, body.secret, actor=user.name, now=now())
@@ -809,7 +827,7 @@ def create_app(
 
     @app.get("/api/webhooks/{webhook_id}/deliveries", response_model=list[DeliveryOut], tags=["webhooks"],
              summary="Deliveries of a webhook (admin)", responses=_ERRORS)
-    def api_deliveries(webhook_id: int, user: User = Depends(admin)):
+    def api_deliveries(webhook_id: int = PathParam(le=MAX_SQL_INT), user: User = Depends(admin)):
         store.get_webhook(webhook_id)
         return store.list_deliveries(webhook_id)
 
@@ -850,7 +868,7 @@ def create_app(
                     "the model cannot be used the policy's fallback rules answer (decision_source "
                     "fallback_rules). Retrying with the same Idempotency-Key returns the first answer; an "
                     "application is decided online once (409 afterwards).",
-        responses={**_ERRORS, 422: {"model": ContractErrorOut, "description": "the application breaks the contract"}},
+        responses={**_WRITE_ERRORS, 422: {"model": ContractErrorOut, "description": "the application breaks the contract"}},
         openapi_extra={"requestBody": {"content": {"application/json": {"schema": application_schema}},
                                        "required": True}},
     )
@@ -886,7 +904,7 @@ def create_app(
         description="Evaluates the decision policy alone for the given inputs (the application columns it names "
                     "and a PD) and answers with the action and the rule that fired. Read-only: it scores "
                     "nothing, stores nothing and never creates a task.",
-        responses={**_ERRORS, 422: {"model": ContractErrorOut, "description": "the inputs break the contract"}},
+        responses={**_WRITE_ERRORS, 422: {"model": ContractErrorOut, "description": "the inputs break the contract"}},
     )
     def api_policy_evaluate(body: PolicyEvaluateIn, user: User = Depends(api_user)):
         try:
