@@ -9,6 +9,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
+import itertools  # noqa: E402
 from datetime import date  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -16,6 +17,7 @@ import pytest  # noqa: E402
 
 from aios_pipelines.ingestion.contract import DataContract, load_contract  # noqa: E402
 from aios_pipelines.settings import DEFAULT_CONTRACT_PATH, AiosPaths  # noqa: E402
+from aios_pipelines.storage.postgres_server import FAST_SETTINGS, PostgresServer, PostgresUnavailable  # noqa: E402
 
 TEST_START = date(2026, 3, 2)
 
@@ -31,3 +33,26 @@ def aios_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AiosPaths:
     monkeypatch.setenv("AIOS_HOME", str(home))
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     return AiosPaths(home).ensure()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> PostgresServer:
+    """One throwaway PostgreSQL server for the session (127.0.0.1, a free port, a temp
+    directory, fsync off), stopped and removed at the end. Missing binaries fail the tests
+    that need it, with what to install: PostgreSQL is part of what `make test` tests."""
+    server = PostgresServer(settings=FAST_SETTINGS, prefix="aios_test_pg_")
+    try:
+        server.start()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"the PostgreSQL tests need a local PostgreSQL server: {exc}", pytrace=False)
+    yield server
+    server.stop()
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture()
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """SQLAlchemy URL (psycopg 3) of a fresh, empty database on the session's server."""
+    return postgres_server.create_database(f"aios_test_{next(_databases)}")

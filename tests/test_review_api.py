@@ -34,8 +34,8 @@ TASK = {
 
 
 class Service:
-    def __init__(self, tmp_path: Path, sender=None, clock=lambda: T0):
-        self.store = ReviewStore(f"sqlite:///{tmp_path / 'review.sqlite'}", clock=clock)
+    def __init__(self, tmp_path: Path, sender=None, clock=lambda: T0, store_url: str | None = None):
+        self.store = ReviewStore(store_url or f"sqlite:///{tmp_path / 'review.sqlite'}", clock=clock)
         self.sleeps: list[float] = []
         self.app = create_app(self.store, webhook_sender=sender, clock=clock, sleep=self.sleeps.append,
                               session_secret=b"test-secret-0123456789")
@@ -120,7 +120,12 @@ def test_task_create_fills_from_policy_and_reads_back(svc: Service):
 # --------------------------------------------------------------------------- decisions
 
 
-def test_racing_decisions_one_wins_one_409(svc: Service):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_racing_decisions_one_wins_one_409(backend: str, tmp_path: Path, request: pytest.FixtureRequest):
+    store_url = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
+    svc = Service(tmp_path, store_url=store_url)
+    request.addfinalizer(svc.store.dispose)
+    assert svc.store.engine.dialect.name == backend
     case_id = svc.create(model_recommendation="approve")["case_id"]
     barrier = threading.Barrier(2)
     statuses: dict[str, int] = {}
@@ -137,7 +142,8 @@ def test_racing_decisions_one_wins_one_409(svc: Service):
     for t in threads:
         t.join(timeout=30)
     assert sorted(statuses.values()) == [200, 409], statuses
-    assert len(svc.store.case_history(case_id)["decisions"]) == 1
+    stored = svc.store.case_history(case_id)["decisions"]
+    assert [d["reviewer"] for d in stored] == [name for name, status in statuses.items() if status == 200]
 
 
 def test_decline_without_reason_and_override_without_note_are_422(svc: Service):

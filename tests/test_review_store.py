@@ -3,7 +3,6 @@ overdue escalation, the decision feed, tokens, and the hash-chained audit log.""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from datetime import datetime, timedelta, timezone
@@ -47,10 +46,8 @@ def case_row(application_id: str, **overrides):
     return row
 
 
-# Set AIOS_TEST_POSTGRES_URL (e.g. postgresql+psycopg://aios@127.0.0.1:5432/review_test, a throwaway
-# database: its public schema is dropped before each test) to run the backend-neutral tests on
-# PostgreSQL as well; the SQLite-file tests (WAL, file bytes, tampering) stay on SQLite.
-POSTGRES_URL = os.environ.get("AIOS_TEST_POSTGRES_URL")
+# The backend-neutral tests run on SQLite and on PostgreSQL (a fresh database on the session's
+# throwaway server, tests/conftest.py); the SQLite-file tests (WAL, file bytes, tampering) stay on SQLite.
 USERS = [("ann", "underwriter"), ("bob", "underwriter"), ("sue", "senior_underwriter"), ("sam", "senior_underwriter"),
          ("sid", "senior_underwriter"), ("rita", "risk_analyst"), ("ada", "admin")]
 
@@ -68,19 +65,13 @@ def sqlite_store(tmp_path: Path) -> ReviewStore:
     store.dispose()
 
 
-@pytest.fixture(params=["sqlite"] + (["postgresql"] if POSTGRES_URL else []))
+@pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ReviewStore:
     if request.param == "sqlite":
         store = ReviewStore.for_paths(AiosPaths(tmp_path / "home"), clock=lambda: T0)
     else:
-        from sqlalchemy import create_engine, text
-
-        engine = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-        with engine.connect() as conn:
-            conn.execute(text("DROP SCHEMA public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
-        engine.dispose()
-        store = ReviewStore(POSTGRES_URL, clock=lambda: T0)
+        store = ReviewStore(request.getfixturevalue("postgres_url"), clock=lambda: T0)
+        assert store.engine.dialect.name == "postgresql"
     store = _with_users(store.create_all())
     yield store
     store.dispose()
