@@ -15,6 +15,7 @@ import lightgbm as lgb
 import mlflow
 import numpy as np
 import pytest
+import sqlalchemy
 from mlflow import MlflowClient
 
 from aios_pipelines.modeling.registry import (
@@ -69,10 +70,19 @@ def store(tmp_path_factory) -> Path:
     return folder
 
 
-def registry_for(store: Path, model_name: str) -> ModelRegistry:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def tracking_uri(request: pytest.FixtureRequest, store: Path) -> str:
+    """The module's SQLite tracking store, or an MLflow backend database on the session's
+    PostgreSQL server (tests/conftest.py): the production registry's backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{(store / 'mlflow.db').as_posix()}"
+    return request.getfixturevalue("postgres_server").create_database("aios_test_mlflow_registry")
+
+
+def registry_for(store: Path, model_name: str, tracking_uri: str | None = None) -> ModelRegistry:
     return ModelRegistry(
         RegistryConfig(
-            tracking_uri=f"sqlite:///{(store / 'mlflow.db').as_posix()}",
+            tracking_uri=tracking_uri or f"sqlite:///{(store / 'mlflow.db').as_posix()}",
             artifact_location=(store / "artifacts").as_uri(),
             model_name=model_name,
         )
@@ -171,8 +181,8 @@ def test_failure_while_logging_leaves_a_failed_run_and_no_version(store, plot, t
     assert runs[0].info.status == "FAILED"
 
 
-def test_promote_moves_champion_and_records_history(store, plot):
-    registry = registry_for(store, "reg_promote")
+def test_promote_moves_champion_and_records_history(store, plot, tracking_uri):
+    registry = registry_for(store, "reg_promote", tracking_uri)
     v1 = register(registry, train_booster(6), plot)
     v2 = register(registry, train_booster(7), plot)
 
@@ -197,8 +207,8 @@ def test_promote_moves_champion_and_records_history(store, plot):
         registry.promote(1, actor="bob", reason="  ")
 
 
-def test_rollback_walks_back_then_errors(store, plot):
-    registry = registry_for(store, "reg_rollback")
+def test_rollback_walks_back_then_errors(store, plot, tracking_uri):
+    registry = registry_for(store, "reg_rollback", tracking_uri)
     for seed in (8, 9, 10):
         info = register(registry, train_booster(seed), plot)
         registry.promote(info.version, actor="gate", reason=f"v{info.version}")
@@ -238,8 +248,9 @@ def test_rollback_refuses_when_alias_moved_outside_the_registry(store, plot):
         registry.rollback(actor="oncall", reason="x")
 
 
-def test_load_champion_predicts_like_the_original(store, plot):
-    registry = registry_for(store, "reg_load")
+def test_load_champion_predicts_like_the_original(store, plot, tracking_uri):
+    registry = registry_for(store, "reg_load", tracking_uri)
+    assert registry._client.tracking_uri == tracking_uri
     booster = train_booster(14, rounds=12)
     info = register(registry, booster, plot)
     registry.promote(info.version, actor="alice", reason="first")
@@ -251,6 +262,14 @@ def test_load_champion_predicts_like_the_original(store, plot):
     assert card["feature_spec"]["features"] == FEATURES
     by_number, _ = registry.load_booster(info.version)
     np.testing.assert_array_equal(by_number.predict(X), booster.predict(X))
+
+    # the alias lives in the configured backend database (SQLite file or PostgreSQL)
+    engine = sqlalchemy.create_engine(tracking_uri)
+    with engine.connect() as conn:
+        stored = conn.execute(sqlalchemy.text(
+            "select version from registered_model_aliases where name = 'reg_load' and alias = 'champion'")).scalar_one()
+    engine.dispose()
+    assert stored == info.version
 
 
 def test_load_without_champion_or_unknown_version_raises(store, plot):
