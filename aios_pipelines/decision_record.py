@@ -1,12 +1,16 @@
 """The full record of one decision: inputs, quarantine history, features, PD, reasons,
-model version (with its training data hash and MLflow run), policy version and rule, action.
+model version (with its training data hash and MLflow run), policy version and rule, action,
+and the review (who decided what, at which stage) when people were involved.
 
-Read-only: it opens the warehouse for reading and never changes anything.
+Read-only: it opens the warehouse and the review store for reading and never changes anything.
+``aios explain --json`` prints :func:`jsonable_record` of it and the review service's
+``GET /api/tasks/{case_id}/lineage`` answers with the same.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from aios_pipelines.features.build import APPLICATION_ID, feature_definition
@@ -26,7 +30,55 @@ def _one(warehouse: Warehouse, table: str, column: str, value: str) -> dict[str,
     return rows.row(0, named=True) if rows.height else None
 
 
-def decision_record(paths: AiosPaths, application_id: str) -> dict[str, Any]:
+def review_lineage(store: Any, application_id: str) -> dict[str, Any] | None:
+    """The review case of an application and every reviewer's decision on it, oldest first."""
+    case = store.get_case_by_application(application_id)
+    if case is None:
+        return None
+    history = store.case_history(case["case_id"])
+    return {
+        "case_id": case["case_id"],
+        "source": case["source"],
+        "status": case["status"],
+        "queue": case["queue"],
+        "requires_four_eyes": case["requires_four_eyes"],
+        "model_version_shown": case["model_version"],
+        "policy_version_shown": case["policy_version"],
+        "final_decision": case["final_decision"],
+        "decided_at": case["decided_at"],
+        "reviewers": [
+            {
+                "reviewer": d["reviewer"],
+                "role": d["reviewer_role"],
+                "stage": d["stage"],
+                "decision": d["decision"],
+                "reason_codes": d["reason_codes"],
+                "is_override": d["is_override"],
+                "override_direction": d["override_direction"],
+                "decided_at": d["decided_at"],
+            }
+            for d in history["decisions"]
+        ],
+    }
+
+
+def _review_of(paths: AiosPaths, application_id: str, review_store: Any) -> dict[str, Any] | None:
+    if review_store is not None:
+        return review_lineage(review_store, application_id)
+    if not paths.review_store.exists():
+        return None
+    from aios_pipelines.review.store import ReviewStore
+
+    store = ReviewStore.for_paths(paths)
+    try:
+        return review_lineage(store, application_id)
+    finally:
+        store.dispose()
+
+
+def decision_record(paths: AiosPaths, application_id: str, *, review_store: Any = None) -> dict[str, Any]:
+    """``review_store``: the review store to read the review from (default: the data
+    directory's, when it exists)."""
     if not paths.warehouse.exists():
         raise DecisionRecordError(f"no warehouse at {paths.warehouse}: run `aios demo` first")
     contract = load_contract(contract_path())
@@ -105,6 +157,7 @@ def decision_record(paths: AiosPaths, application_id: str) -> dict[str, Any]:
             "review_priority": scored["review_priority"],
             "review_due_hours": scored["review_due_hours"],
         },
+        "review": _review_of(paths, application_id, review_store),
     }
 
 
@@ -143,8 +196,38 @@ def format_decision_record(record: dict[str, Any]) -> str:
     section("Model", record["model"])
     section("Policy", record["policy"])
     section("Action", record["action"])
+    review = record.get("review")
+    if review:
+        lines.append("Review")
+        lines.append(f"  case {review['case_id']} ({review['source']}), {review['status']}, queue {review['queue']}, "
+                     f"final decision {review['final_decision'] or '-'}")
+        for r in review["reviewers"]:
+            override = f", override {r['override_direction']}" if r["is_override"] else ""
+            codes = ", ".join(r["reason_codes"]) or "no reason codes"
+            lines.append(f"  {r['decided_at']}  {r['reviewer']} ({r['role']}, {r['stage']}): {r['decision']} "
+                         f"[{codes}]{override}")
+        lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN or infinity
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def jsonable_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as plain JSON values (dates and times as ISO text), as the CLI prints it."""
+    return json.loads(json.dumps(_finite(record), default=_iso))
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
+
+
 def record_as_json(record: dict[str, Any]) -> str:
-    return json.dumps(record, indent=2, default=str)
+    return json.dumps(jsonable_record(record), indent=2)

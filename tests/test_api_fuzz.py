@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from aios_pipelines.decision_record import DecisionRecordError, jsonable_record, review_lineage
 from aios_pipelines.decisioning.online import ChampionHolder, OnlineDecisions, load_reason_catalog
 from aios_pipelines.ingestion.contract import load_contract
 from aios_pipelines.policy.policy import load_policy
@@ -58,6 +59,25 @@ class NoChampion:
         return None
 
 
+def _lineage(store):
+    """Decision records for the seeded applications (the warehouse side as `aios explain` gives it)."""
+
+    def lineage(application_id: str) -> dict:
+        if not application_id.startswith("APP-FUZZ-"):
+            raise DecisionRecordError(f"application {application_id!r} is not in the warehouse")
+        return jsonable_record({
+            "application_id": application_id, "inputs": {**APPLICATION, "application_id": application_id},
+            "quarantine_history": [{"landing_date": T0.date(), "source_file": "applications/a.csv", "source_row": 3,
+                                    "column_name": "loan_amount", "reason": "loan_amount: missing required value"}],
+            "features": {"loan_to_income": 0.23, "bureau_score": float("nan")}, "score": {"pd": 0.2},
+            "model": {"version": 7, "mlflow_run_id": "abc", "training_data_hash": "f00d"},
+            "policy": {"version": "2026.11.1", "rule": "review:grey_zone"}, "action": {"action": "review"},
+            "review": review_lineage(store, application_id),
+        })
+
+    return lineage
+
+
 @pytest.fixture(scope="module")
 def service(tmp_path_factory) -> SimpleNamespace:
     root: Path = tmp_path_factory.mktemp("fuzz")
@@ -65,7 +85,7 @@ def service(tmp_path_factory) -> SimpleNamespace:
     policy = load_policy()
     online = OnlineDecisions(load_contract(DEFAULT_CONTRACT_PATH), policy, load_reason_catalog(DEFAULT_CONTRACT_PATH),
                              ChampionHolder(NoChampion()), control_dir=root / "control")
-    app = create_app(store, policy=policy, online=online, clock=lambda: T0, sleep=lambda s: None,
+    app = create_app(store, policy=policy, online=online, clock=lambda: T0, sleep=lambda s: None, lineage=_lineage(store),
                      webhook_sender=lambda url, body, headers: 200, session_secret=b"fuzz-secret-0123456789")
     admin = store.add_user("ada", "admin")
     token = admin[1]
@@ -101,6 +121,7 @@ OPERATIONS = [
     "POST /api/tasks",
     "GET /api/tasks",
     "GET /api/tasks/{case_id}",
+    "GET /api/tasks/{case_id}/lineage",
     "POST /api/tasks/{case_id}/claim",
     "POST /api/tasks/{case_id}/release",
     "POST /api/tasks/{case_id}/decision",
@@ -134,7 +155,7 @@ def _strategy(operation, service, mode: GenerationMode):
 
 # Operations whose only inputs are free strings (the Authorization header, a path id) have
 # nothing schemathesis can make invalid: they get valid requests only.
-NOTHING_TO_NEGATE = {"GET /api/me", "GET /api/tasks/{case_id}", "GET /api/webhooks", "GET /api/audit/verify",
+NOTHING_TO_NEGATE = {"GET /api/me", "GET /api/tasks/{case_id}", "GET /api/tasks/{case_id}/lineage", "GET /api/webhooks", "GET /api/audit/verify",
                      "GET /api/decisions/{decision_id}"}
 # Generated bodies almost never hold every column the policy needs: 422 is the right answer.
 RARELY_ACCEPTED = {"POST /api/policy/evaluate"}

@@ -204,6 +204,46 @@ class TaskDetail(TaskOut):
     events: list[EventOut]
 
 
+class ReviewerDecisionOut(BaseModel):
+    reviewer: str
+    role: str
+    stage: Literal["first", "second", "final"]
+    decision: Literal["approve", "decline", "request_info"]
+    reason_codes: list[str]
+    is_override: bool
+    override_direction: Literal["low_side", "high_side"] | None
+    decided_at: str = Field(description="ISO 8601, UTC")
+
+
+class ReviewLineageOut(BaseModel):
+    case_id: str
+    source: str
+    status: str
+    queue: str
+    requires_four_eyes: bool
+    model_version_shown: str | None = Field(description="the model version the reviewers were shown")
+    policy_version_shown: str | None
+    final_decision: Literal["approve", "decline"] | None
+    decided_at: str | None
+    reviewers: list[ReviewerDecisionOut] = Field(description="every reviewer's decision, oldest first")
+
+
+class LineageOut(BaseModel):
+    """Where a decision comes from; the same record as ``aios explain --json``."""
+
+    application_id: str
+    inputs: dict[str, Any] | None = Field(description="the application as loaded under the data contract")
+    quarantine_history: list[dict[str, Any]] = Field(
+        description="earlier rows of this application that broke the contract: day, file, row, column, reason")
+    features: dict[str, Any] | None = Field(description="the model's features for this application")
+    score: dict[str, Any] | None = Field(description="PD, band, confidence, decision source, reasons, input flags")
+    model: dict[str, Any] | None = Field(
+        description="the model version that scored, with its MLflow run id and training data hash")
+    policy: dict[str, Any] | None = Field(description="the policy version, fingerprint and the rule that fired")
+    action: dict[str, Any] | None = Field(description="what the policy decided")
+    review: ReviewLineageOut | None = Field(description="the review case and its reviewers, when people decided")
+
+
 class TaskList(BaseModel):
     tasks: list[TaskOut]
     count: int
@@ -495,6 +535,7 @@ def create_app(
     webhook_backoff_seconds: float = 0.5,
     sleep: Callable[[float], None] = time.sleep,
     online: OnlineDecisions | None = None,
+    lineage: Callable[[str], dict[str, Any]] | None = None,
 ) -> FastAPI:
     """The review service over ``store``.
 
@@ -504,7 +545,9 @@ def create_app(
     queues the store then enforces. ``online`` makes the online decisions (default: built on
     first use from the data directory, ``OnlineDecisions.from_environment``, with this policy).
     The session secret comes from ``session_secret``, else ``$AIOS_REVIEW_SECRET``, else a
-    random one kept in the store.
+    random one kept in the store. ``lineage(application_id)`` gives a decision's record for
+    ``/api/tasks/{case_id}/lineage`` (default: ``aios explain``'s, from the data directory's
+    warehouse and registry and this store).
     """
     if policy is None and online is not None:
         policy = online.policy
@@ -754,6 +797,31 @@ def create_app(
         at = now()
         case = store.get_case(case_id)
         return {**task_json(case, at), **store.case_history(case_id)}
+
+    def default_lineage(application_id: str) -> dict[str, Any]:
+        from aios_pipelines.decision_record import decision_record, jsonable_record
+        from aios_pipelines.settings import aios_paths
+
+        return jsonable_record(decision_record(aios_paths(), application_id, review_store=store))
+
+    lineage_of = lineage or default_lineage
+
+    @app.get("/api/tasks/{case_id}/lineage", response_model=LineageOut, tags=["tasks"],
+             summary="Where the task's decision comes from",
+             description="The application's inputs and quarantine history, its features, the score with the "
+                         "model version (MLflow run, training data hash), the policy version and rule, the "
+                         "action, and the reviewers: the record `aios explain --json` prints. 404 when the "
+                         "application is not in the warehouse (a task created through this API by another "
+                         "system).", responses=_ERRORS)
+    def api_task_lineage(case_id: str, user: User = Depends(api_user)):
+        from aios_pipelines.decision_record import DecisionRecordError
+
+        case = store.get_case(case_id)
+        try:
+            return lineage_of(case["application_id"])
+        except DecisionRecordError as exc:
+            raise HTTPException(404, f"application {case['application_id']!r} of task {case_id} has no decision "
+                                     "record in the warehouse") from exc
 
     @app.post("/api/tasks/{case_id}/claim", response_model=TaskOut, tags=["tasks"], summary="Claim a task",
               responses=_WRITE_ERRORS)
