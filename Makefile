@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade >/dev/null
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 	@echo "installing the project and its pinned dependencies into $(VENV) ..."
-	@$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[dev]'
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[dev,postgres]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -32,13 +32,20 @@ demo: $(STAMP) dbt-manifest
 	$(BIN)/aios demo $(if $(DRIFT_FROM),--drift-from $(DRIFT_FROM))
 
 # Browser tests drive Debian's Chromium; a test tool's own browser download does not work offline.
+# The PostgreSQL tests start a throwaway server (tests/conftest.py) from Debian's PostgreSQL
+# binaries (/usr/lib/postgresql/<major>/bin, off PATH). One apt-get update for whatever is missing.
 system-deps:
-	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	@missing=""; \
+	if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then missing="$$missing chromium chromium-driver"; fi; \
+	if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  missing="$$missing postgresql"; \
+	fi; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Debian's chromium and chromium-driver for the browser tests ..."; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	    echo "installing Debian's$$missing for the browser and PostgreSQL tests ..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "the browser tests need Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; exit 1; \
+	    echo "the tests need Debian's$$missing: sudo apt-get install$$missing"; exit 1; \
 	  fi; \
 	fi
 
