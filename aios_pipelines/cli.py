@@ -71,6 +71,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     paths = _paths()
     home = dagster_home(paths)
+    paths.check_writable(extra=[home])
     contract = load_contract(contract_path())
     print(f"AIOS demo in {paths.home}")
 
@@ -586,8 +587,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from aios_pipelines.settings import DataDirectoryError
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except DataDirectoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

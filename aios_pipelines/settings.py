@@ -7,6 +7,8 @@ data directories never share a file. Nothing here imports Dagster.
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +16,11 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_ASSETS_DIR = PROJECT_ROOT / "assets"
 DEFAULT_CONTRACT_PATH = SHIPPED_ASSETS_DIR / "contract" / "credit_applications.yaml"
 DEFAULT_AIOS_HOME = PROJECT_ROOT / ".aios_home"
+
+
+class DataDirectoryError(RuntimeError):
+    """The data directory (or a folder in it) cannot be created or written: read-only, not
+    ours, or on a full disk. The message names the path."""
 
 
 @dataclass(frozen=True)
@@ -64,16 +71,44 @@ class AiosPaths:
     def dagster_home(self) -> Path:
         return self.home / "dagster_home"
 
-    def ensure(self) -> "AiosPaths":
-        for folder in (
+    def _folders(self) -> tuple[Path, ...]:
+        return (
             self.landing,
             self.warehouse.parent,
             self.review_store.parent,
             self.mlflow_artifacts,
             self.reports,
             self.control,
-        ):
-            folder.mkdir(parents=True, exist_ok=True)
+        )
+
+    def ensure(self) -> "AiosPaths":
+        for folder in self._folders():
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DataDirectoryError(
+                    f"cannot create {folder} in the data directory AIOS_HOME={self.home}: "
+                    f"{exc.strerror or exc}. Point AIOS_HOME at a folder you can write to."
+                ) from exc
+        return self
+
+    def check_writable(self, extra: Iterable[Path] = ()) -> "AiosPaths":
+        """Fail early, naming the path, when a run could not write its stores: a folder or a
+        store file is read-only, or the disk refuses a new file."""
+        for folder in (*self._folders(), *extra):
+            try:
+                with tempfile.TemporaryFile(dir=folder, prefix=".aios-write-check-"):
+                    pass
+            except OSError as exc:
+                raise DataDirectoryError(
+                    f"cannot write to {folder} (AIOS_HOME={self.home}): {exc.strerror or exc}. "
+                    "Point AIOS_HOME at a folder you can write to, or free space on its disk."
+                ) from exc
+        for store in (self.warehouse, self.review_store, self.mlflow_db):
+            if store.exists() and not os.access(store, os.W_OK):
+                raise DataDirectoryError(
+                    f"cannot write to {store} (AIOS_HOME={self.home}): the file is read-only."
+                )
         return self
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from aios_pipelines.settings import AiosPaths, aios_paths
+from aios_pipelines.settings import AiosPaths, DataDirectoryError, aios_paths
 
 DAGSTER_YAML = """\
 # Written by aios on first use; edit freely, it is not overwritten.
@@ -31,10 +31,16 @@ run_monitoring:
 def dagster_home(paths: AiosPaths | None = None) -> Path:
     configured = os.environ.get("DAGSTER_HOME")
     home = Path(configured) if configured else (paths or aios_paths()).dagster_home
-    home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+        if not config.exists():
+            config.write_text(DAGSTER_YAML)
+    except OSError as exc:
+        raise DataDirectoryError(
+            f"cannot set up the Dagster instance in {home}: {exc.strerror or exc}. "
+            "Point AIOS_HOME (or DAGSTER_HOME) at a folder you can write to."
+        ) from exc
     return home
 
 

@@ -7,6 +7,7 @@ UI afterwards exactly as if launched from it.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from datetime import date
 
@@ -16,6 +17,15 @@ from aios_pipelines.defs.instance import get_instance
 
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
+# Which process on which machine runs a run: lets the next run tell a killed one from a live one.
+PID_TAG = "aios/pid"
+HOST_TAG = "aios/host"
+_UNFINISHED = (
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+    dg.DagsterRunStatus.CANCELING,
+)
 
 
 class JobFailedError(RuntimeError):
@@ -27,6 +37,45 @@ def user_error_message(error) -> str:
     while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
         error = error.cause
     return error.message.strip()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def reclaim_abandoned_runs(
+    instance: dg.DagsterInstance, progress: Callable[[str], None] = print
+) -> list[str]:
+    """Mark failed the runs started here whose process is gone (killed, out of memory, power
+    cut) and free their concurrency slots.
+
+    An in-process run holds its ``warehouse`` pool slot until it ends; a run that never ends
+    holds it for ever, and every later run would wait for it (Dagster's run monitoring only
+    frees slots of runs that reached an end state). Runs of live processes are left alone.
+    """
+    host = socket.gethostname()
+    reclaimed = []
+    runs = instance.get_runs(filters=dg.RunsFilter(statuses=list(_UNFINISHED), tags={HOST_TAG: host}))
+    for run in runs:
+        try:
+            pid = int(run.tags.get(PID_TAG, ""))
+        except ValueError:
+            continue
+        if pid == os.getpid() or _process_alive(pid):
+            continue
+        instance.report_run_failed(
+            run, message=f"interrupted: the process running it (pid {pid} on {host}) ended without finishing it"
+        )
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        progress(f"  run {run.run_id[:8]} of {run.job_name} was interrupted earlier: marked failed, its slots freed")
+        reclaimed.append(run.run_id)
+    return reclaimed
 
 
 def run_job(
@@ -45,6 +94,7 @@ def run_job(
     definitions = load_defs()
     job = definitions.resolve_job_def(job_name)
     run_tags = dict(tags or {})
+    run_tags.update({PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()})
     if first_day is not None:
         run_tags[RANGE_START_TAG] = first_day.isoformat()
         run_tags[RANGE_END_TAG] = (last_day or first_day).isoformat()
@@ -53,8 +103,10 @@ def run_job(
     # The full event log is in the Dagster UI; the terminal shows progress and warnings.
     config = dict(run_config or {})
     config.setdefault("loggers", {"console": {"config": {"log_level": os.environ.get("AIOS_LOG_LEVEL", "WARNING")}}})
+    instance = instance or get_instance()
+    reclaim_abandoned_runs(instance, progress)
     result = job.execute_in_process(
-        instance=instance or get_instance(),
+        instance=instance,
         tags=run_tags,
         run_config=config,
         raise_on_error=False,

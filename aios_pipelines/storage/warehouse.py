@@ -38,6 +38,16 @@ def _is_lock_error(exc: Exception) -> bool:
     return "Could not set lock" in text or "Conflicting lock" in text
 
 
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    """Roll back what is left of a failed transaction. A failed COMMIT (the disk is full, the
+    WAL cannot be written) has already ended it, and DuckDB then refuses ROLLBACK: that
+    refusal must not replace the error that says what went wrong and where."""
+    try:
+        con.execute("rollback")
+    except duckdb.Error:
+        pass
+
+
 @dataclass(frozen=True)
 class Warehouse:
     path: Path
@@ -143,7 +153,7 @@ class Warehouse:
                     con.execute(f"insert into {name} by name select * from {view}")
                 con.execute("commit")
             except BaseException:
-                con.execute("rollback")
+                _rollback(con)
                 raise
         return {table: frame.height for table, frame in frames.items()}
 
@@ -172,7 +182,7 @@ class Warehouse:
                     con.execute(f"insert into {name} by name select * from {view}")
                 con.execute("commit")
             except BaseException:
-                con.execute("rollback")
+                _rollback(con)
                 raise
 
     def replace_table(self, table: str, frame: pl.DataFrame) -> int:
@@ -185,6 +195,6 @@ class Warehouse:
                 con.execute(f"create or replace table {name} as select * from incoming_rows")
                 con.execute("commit")
             except BaseException:
-                con.execute("rollback")
+                _rollback(con)
                 raise
         return frame.height
