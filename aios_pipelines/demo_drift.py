@@ -114,8 +114,11 @@ def _print_triggers(triggers, progress: Callable[[str], None]) -> None:
 
 
 def describe_features(features: dict) -> str:
+    """'annual_income (drifted on 7 days, PSI 0.42), ...': most drifted days first, then the largest PSI."""
     parts = []
-    for name, facts in features.items():
+    ranked = sorted(features.items(), key=lambda kv: (-(kv[1].get("drifted_days") or 0),
+                                                      -(kv[1].get("psi") if kv[1].get("psi") is not None else -1.0)))
+    for name, facts in ranked:
         psi = facts.get("psi")
         parts.append(f"{name} (drifted on {facts.get('drifted_days')} days, "
                      + (f"PSI {psi:.2f})" if psi is not None else f"distance {facts.get('score', 0):.2f})"))
@@ -282,7 +285,8 @@ class RetrainingStory:
             f"data hash {self.data_hash[:12]}"
             + (f" (champion v{previous}: {(self.previous_data_hash or '?')[:12]})" if previous else "")
         )
-        out.append(f"  promotion gate: {self.gate_decision}: {self.gate_reason}")
+        reason = self.gate_reason.removeprefix(f"{self.gate_decision}: ")
+        out.append(f"  promotion gate: {self.gate_decision}: {reason}")
         before = champion_before if champion_before is not None else previous
         out.append(f"  champion: v{before if before is not None else '-'} -> "
                    f"v{self.champion_now if self.champion_now is not None else '-'}")
