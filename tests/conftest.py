@@ -44,7 +44,11 @@ def postgres_server() -> PostgresServer:
     try:
         server.start()
     except PostgresUnavailable as exc:
-        pytest.fail(f"the PostgreSQL tests need a local PostgreSQL server: {exc}", pytrace=False)
+        problem = str(exc)
+    else:
+        problem = None
+    if problem:
+        pytest.fail(f"the PostgreSQL tests need a local PostgreSQL server: {problem}", pytrace=False)
     yield server
     server.stop()
 
