@@ -70,6 +70,10 @@ BENCHMARKS = (*BENCHMARKS, REVIEW_BENCHMARK)
 ONLINE_BENCHMARK = "online"
 BENCHMARKS = (*BENCHMARKS, ONLINE_BENCHMARK)
 
+# benchmarks/end_to_end.py: the nightly path for one day of --rows applications (Dagster jobs) against bare baselines
+END_TO_END_BENCHMARK = "end_to_end"
+BENCHMARKS = (*BENCHMARKS, END_TO_END_BENCHMARK)
+
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -516,6 +520,11 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.online import record_online
 
         record_online(argv, machine, quick=args.quick, results_dir=args.results_dir, keep=args.keep)
+    if END_TO_END_BENCHMARK in selected:
+        from benchmarks.end_to_end import record_end_to_end
+
+        record_end_to_end(argv, machine, rows=args.rows, seed=args.seed, keep=args.keep, profile=args.profile,
+                          results_dir=args.results_dir, command=_command(argv), default_rows=DEFAULT_ROWS)
     return 0
 
 

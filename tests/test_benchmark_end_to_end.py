@@ -1,0 +1,107 @@
+"""The end-to-end benchmark's arithmetic: step timing read from a real Dagster event log, and
+the ratios built from stage results (benchmarks/end_to_end.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the benchmarks package beside tests/
+
+from benchmarks.end_to_end import (  # noqa: E402
+    TRIVIAL_STEPS,
+    compare,
+    dagster_overhead,
+    event_log_timing,
+    trivial_job_in_process,
+)
+
+
+def test_event_log_timing_reads_every_step_of_a_real_run():
+    instance = dg.DagsterInstance.ephemeral()
+    result = trivial_job_in_process().execute_in_process(instance=instance, partition_key="2026-03-02")
+    assert result.success
+    timing = event_log_timing(instance.all_logs(result.run_id))
+
+    assert list(timing["steps"]) == [f"bench_trivial_{i}" for i in range(TRIVIAL_STEPS)]  # run order
+    for key, step in timing["steps"].items():
+        assert step["status"] == "STEP_SUCCESS"
+        assert step["assets"] == [key]
+        assert 0 <= step["after_outputs_seconds"] <= step["seconds"]
+    assert timing["run_seconds"] > 0
+    # the run is its steps plus the time outside them, which is the gaps before each step and after the last
+    assert timing["steps_seconds"] + timing["outside_steps_seconds"] == pytest.approx(timing["run_seconds"], abs=1e-3)
+    assert sum(timing["before_each_step_seconds"]) + timing["after_last_step_seconds"] == pytest.approx(
+        timing["outside_steps_seconds"], abs=1e-3
+    )
+
+
+def _job(job: str, seconds: float, steps: dict[str, tuple[float, list[str]]]) -> dict:
+    return {
+        "job": job,
+        "seconds": seconds,
+        "wall_seconds": seconds + 10.0,
+        "call_seconds": seconds + 4.0,
+        "executor": "in_process",
+        "import_seconds": 3.0,
+        "definitions_load_seconds": 1.0,
+        "definitions_reload_seconds": 0.1,
+        "run_job_outside_run_seconds": 0.5,
+        "event_log": {
+            "steps": {k: {"seconds": s, "after_outputs_seconds": 0.0, "assets": a} for k, (s, a) in steps.items()},
+            "run_seconds": seconds - 0.5,
+            "steps_seconds": sum(s for s, _ in steps.values()),
+            "outside_steps_seconds": seconds - 0.5 - sum(s for s, _ in steps.values()),
+        },
+    }
+
+
+def _baseline(seconds: float, compute: float) -> dict:
+    return {"seconds": seconds, "compute_seconds": compute}
+
+
+def test_compare_splits_the_ingest_job_and_divides_by_the_sum_of_baselines():
+    stages = {
+        "job_ingest_applications": _job("ingest_applications", 10.0, {
+            "raw_applications": (5.0, ["quarantined_applications", "raw_applications"]),
+            "application_features": (2.0, ["application_features"]),
+            "application_features_check": (1.0, ["application_features"]),
+        }),
+        "job_score_applications": _job("score_applications", 6.0, {"scored_applications": (5.0, ["scored_applications"])}),
+        "job_monitor_applications": _job("monitor_applications", 8.0, {
+            "feature_drift_report": (3.0, ["feature_drift_report"]),
+            "risk_report": (4.0, ["risk_report"]),
+        }),
+        "job_copy_review_decisions": _job("copy_review_decisions", 2.0, {"review_copies": (1.5, ["review_cases"])}),
+        "job_build_analytics": _job("build_analytics", 14.0, {
+            "analytics_dbt_models": (9.0, ["approval_funnel"]),
+            "workload_forecast": (4.0, ["workload_forecast"]),
+        }),
+        "baseline_ingest_duckdb_read_csv": _baseline(1.0, 1.0),
+        "baseline_features_pandas": _baseline(1.0, 0.5),
+        "baseline_score_booster_predict": _baseline(2.0, 1.0),
+        "baseline_drift_evidently": _baseline(2.0, 1.5),
+        "baseline_copy_sqlite_to_duckdb": _baseline(1.0, 1.0),
+        "baseline_dbt_build_cli": _baseline(8.0, 7.0),
+    }
+    ratios, per_stage = compare(stages)
+
+    assert per_stage["features"]["product_seconds"] == 3.0  # the features step and its check
+    assert per_stage["ingest"]["product_seconds"] == 7.0  # the rest of the ingest job
+    assert ratios["end_to_end_seconds"] == 40.0  # the five jobs
+    assert ratios["baselines_seconds"] == 15.0
+    assert ratios["end_to_end_vs_baselines_ratio"] == round(40 / 15, 2)
+    assert ratios["end_to_end_vs_compute_only_baselines_ratio"] == round(40 / 12, 2)
+    assert ratios["end_to_end_fresh_processes_vs_baselines_ratio"] == round(90 / 15, 2)
+    # only the drift and dbt steps of their jobs: 7 + 3 + 6 + 3 + 2 + 9
+    assert ratios["matched_steps_vs_baselines_ratio"] == round(30 / 15, 2)
+    assert ratios["drift_vs_baseline"] == 4.0 and ratios["drift_step_vs_baseline"] == 1.5
+    assert ratios["ingest_vs_baseline"] == 7.0
+
+    overhead = dagster_overhead(stages)["product_runs"]
+    assert overhead["monitor_applications"]["steps"] == 2
+    assert overhead["monitor_applications"]["outside_steps_seconds"] == pytest.approx(0.5)
+    assert overhead["monitor_applications"]["process_start_and_imports_seconds"] == 6.0
