@@ -13,7 +13,9 @@ import json
 import math
 from typing import Any
 
-from aios_pipelines.features.build import APPLICATION_ID, feature_definition
+import polars as pl
+
+from aios_pipelines.features.build import APPLICATION_ID, build_features, feature_definition
 from aios_pipelines.ingestion.contract import load_contract
 from aios_pipelines.settings import AiosPaths, contract_path
 from aios_pipelines.storage.warehouse import Warehouse
@@ -28,6 +30,13 @@ def _one(warehouse: Warehouse, table: str, column: str, value: str) -> dict[str,
         return None
     rows = warehouse.query(f'select * from "{table}" where "{column}" = ?', [value])
     return rows.row(0, named=True) if rows.height else None
+
+
+def _application_schema(warehouse: Warehouse, table: str, contract: Any) -> dict[str, Any]:
+    """The contract columns' types as ``table`` stores them."""
+    names = {c.name for c in contract.applications.columns}
+    frame = warehouse.query(f'select * from "{table}" limit 0')
+    return {name: dtype for name, dtype in frame.schema.items() if name in names}
 
 
 def review_lineage(store: Any, application_id: str) -> dict[str, Any] | None:
@@ -85,6 +94,13 @@ def decision_record(paths: AiosPaths, application_id: str, *, review_store: Any 
     warehouse = Warehouse(paths.warehouse)
     id_column = contract.applications.id_column.name
     application = _one(warehouse, "raw_applications", id_column, application_id)
+    # decided online (POST /api/decisions): the copies of the service's decision and of the
+    # application it was sent; a batch row of the same id wins, as in the dbt staging models
+    online = _one(warehouse, "online_decisions", APPLICATION_ID, application_id)
+    online_application = _one(warehouse, "online_applications", id_column, application_id) if online else None
+    origin = "batch" if application is not None else ("online" if online_application is not None else None)
+    if application is None:
+        application = online_application
     quarantine = (
         warehouse.query(
             "select landing_date, source_file, source_row, column_name, reason from quarantined_applications "
@@ -99,6 +115,16 @@ def decision_record(paths: AiosPaths, application_id: str, *, review_store: Any 
     features = _one(warehouse, "application_features", APPLICATION_ID, application_id)
     scored = _one(warehouse, "scored_applications", APPLICATION_ID, application_id)
     definition = feature_definition(contract.applications)
+    features_source = "application_features" if features else None
+    if origin == "online":
+        scored = scored or online
+        if features is None:
+            # the service keeps no feature row: the same function on the same inputs gives
+            # the features it scored (build_features is deterministic)
+            schema = _application_schema(warehouse, "online_applications", contract)
+            frame = pl.DataFrame([{name: application[name] for name in schema}], schema=schema, orient="row")
+            features = build_features(frame, contract.applications).row(0, named=True)
+            features_source = "recomputed with build_features from the online application"
 
     model: dict[str, Any] | None = None
     if scored and scored.get("model_version"):
@@ -122,9 +148,14 @@ def decision_record(paths: AiosPaths, application_id: str, *, review_store: Any 
 
     return {
         "application_id": application_id,
+        "origin": origin,
+        "online_decision": None
+        if online is None or origin != "online"
+        else {k: online.get(k) for k in ("decision_id", "decided_at", "requested_by", "case_id", "expert_queue")},
         "inputs": application,
         "quarantine_history": quarantine,
         "features": {k: features[k] for k in definition.features} if features else None,
+        "features_source": features_source,
         "score": None
         if scored is None
         else {
@@ -174,6 +205,12 @@ def format_decision_record(record: dict[str, Any]) -> str:
                 lines.append(f"  {key:<{width}}  {value}")
         lines.append("")
 
+    if record.get("origin") == "online":
+        online = record.get("online_decision") or {}
+        lines.append(f"Decided online: decision {online.get('decision_id')} at {online.get('decided_at')}, "
+                     f"requested by {online.get('requested_by')}")
+        lines.append(f"  features: {record.get('features_source')}")
+        lines.append("")
     section("Inputs (as loaded under the data contract)", record["inputs"])
     if record["quarantine_history"]:
         lines.append("Quarantine history")

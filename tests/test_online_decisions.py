@@ -494,3 +494,45 @@ def test_online_decisions_are_copied_into_the_warehouse_once(world, tmp_path):
     assert applications.schema["credit_history_months"] == pl.Int64
     assert set(applications["source_file"]) == {"api:online"}
     svc.store.dispose()
+
+
+def test_an_online_decision_has_its_lineage_in_aios_explain(world, tmp_path):
+    """From an online decision back to what the service was sent, the features it scored, the
+    model version with its training data hash, the policy and the review case."""
+    from aios_pipelines.decision_record import decision_record, format_decision_record
+    from aios_pipelines.settings import AiosPaths
+
+    svc = make_service(world, tmp_path)
+    rows = rows_of(world.pool.slice(600, 30), world.contract)
+    answers = {r["application_id"]: svc.client.post("/api/decisions", json=r, headers=auth(svc)).json() for r in rows}
+    referral = next(a for a in answers.values() if a["action"] == "review")
+    paths = AiosPaths(world.root)  # the world's registry lives at <root>/mlflow, as in a data directory
+    resources = {
+        "warehouse": WarehouseResource(path=str(paths.warehouse)),
+        "review_store": ReviewStoreResource(url=svc.store.url),
+        "landing": LandingResource(landing_dir=str(tmp_path), contract_path=str(DEFAULT_CONTRACT_PATH)),
+    }
+    paths.warehouse.parent.mkdir(parents=True, exist_ok=True)
+    with dg.instance_for_test() as instance:
+        assert dg.materialize([online_decision_copies], resources=resources, instance=instance).success
+
+    record = decision_record(paths, referral["application_id"], review_store=svc.store)
+    sent = next(r for r in rows if r["application_id"] == referral["application_id"])
+    assert record["origin"] == "online"
+    assert record["online_decision"]["decision_id"] == referral["decision_id"]
+    assert as_json(record["inputs"])["annual_income"] == sent["annual_income"]
+    want_features = build_features(world.pool.filter(pl.col(APPLICATION_ID) == sent["application_id"]),
+                                   world.contract.applications).row(0, named=True)
+    assert record["features"] == {k: want_features[k] for k in record["features"]}
+    assert record["score"]["pd"] == referral["pd"]
+    assert [r["code"] for r in record["score"]["reasons"]] == [r["code"] for r in referral["reasons"]]
+    info = world.registry.get_version(world.v1)
+    assert record["model"]["version"] == world.v1
+    assert record["model"]["training_data_hash"] == info.tags["data_snapshot_hash"]
+    assert record["model"]["mlflow_run_id"] == info.run_id
+    assert record["policy"]["version"] == world.policy.version and record["action"]["action"] == "review"
+    assert record["review"]["case_id"] == referral["review"]["case_id"]
+    assert record["online_decision"]["case_id"] == referral["review"]["case_id"]
+    text = format_decision_record(record)
+    assert f"Decided online: decision {referral['decision_id']}" in text
+    svc.store.dispose()

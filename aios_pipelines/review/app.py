@@ -232,10 +232,16 @@ class LineageOut(BaseModel):
     """Where a decision comes from; the same record as ``aios explain --json``."""
 
     application_id: str
+    origin: str | None = Field(
+        default=None, description="batch (a landing file) or online (POST /api/decisions); a batch row of the same id wins")
+    online_decision: dict[str, Any] | None = Field(
+        default=None, description="for an online decision: its id, when it was made, who asked, its review case and queue")
     inputs: dict[str, Any] | None = Field(description="the application as loaded under the data contract")
     quarantine_history: list[dict[str, Any]] = Field(
         description="earlier rows of this application that broke the contract: day, file, row, column, reason")
     features: dict[str, Any] | None = Field(description="the model's features for this application")
+    features_source: str | None = Field(
+        default=None, description="application_features, or how they were recomputed for an online decision")
     score: dict[str, Any] | None = Field(description="PD, band, confidence, decision source, reasons, input flags")
     model: dict[str, Any] | None = Field(
         description="the model version that scored, with its MLflow run id and training data hash")
