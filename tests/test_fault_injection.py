@@ -3,7 +3,7 @@ directory, a full disk.
 
 The jobs run in a child process exactly as ``aios demo`` runs them (``run_job`` against the
 persistent Dagster instance in ``$AIOS_HOME``). A test-only hook in the child
-(tests/fault_child.py) stops the write right after a chosen statement has executed inside its
+(tests/child_jobs.py) stops the write right after a chosen statement has executed inside its
 transaction and tells the parent, which then kills the child with SIGKILL: the kill lands at
 the same point of the write every time. The same partition is then re-run normally in a new
 process, and every count must reconcile with the landing files or the review store.
@@ -33,52 +33,29 @@ from aios_pipelines.settings import DEFAULT_CONTRACT_PATH, AiosPaths
 from aios_pipelines.storage.warehouse import Warehouse
 from aios_pipelines.synthetic.generator import write_landing
 from aios_pipelines.synthetic.reviewers import simulate_reviews
+from child_jobs import (CHILD, CHILD_TIMEOUT, D1, D2, D3, PER_DAY, child_env, run_child, shared_world,
+                        start_child, wait_for_marker)
 
 pytestmark = pytest.mark.slow
 
-CHILD = Path(__file__).with_name("fault_child.py")
-D1, D2, D3 = date(2026, 3, 2), date(2026, 3, 3), date(2026, 3, 4)
-PER_DAY = 40
-CHILD_TIMEOUT = 420
 
 
 # ----------------------------------------------------------------------------- helpers
-def child_env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"DAGSTER_HOME", "AIOS_HOME"}}
-    env.update(AIOS_HOME=str(home), AIOS_LOG_LEVEL="ERROR", PYTHONUNBUFFERED="1", **extra)
-    return env
-
-
-def run_child(home: Path, spec: dict, **popen) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, str(CHILD), json.dumps(spec)], env=child_env(home),
-                          capture_output=True, text=True, timeout=CHILD_TIMEOUT, **popen)
-    assert done.returncode == 0, f"child failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
-    return done
-
-
 def kill_mid_write(home: Path, job: str, day: date | None, pause_after: str) -> None:
     """Start ``job`` in a child, wait until it has executed ``pause_after`` inside its write
     transaction, and SIGKILL it there."""
     marker = home.parent / f"paused-{time.monotonic_ns()}"
-    spec = {"runs": [{"job": job, "first": day.isoformat() if day else None}],
-            "pause_after": pause_after, "marker": str(marker)}
-    proc = subprocess.Popen([sys.executable, str(CHILD), json.dumps(spec)], env=child_env(home),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = start_child(home, {"runs": [{"job": job, "first": day.isoformat() if day else None}],
+                              "pause_after": pause_after, "marker": str(marker)})
     try:
-        deadline = time.monotonic() + CHILD_TIMEOUT
-        while not marker.exists():
-            if proc.poll() is not None:
-                pytest.fail(f"{job} ended before reaching {pause_after!r}:\n{proc.stdout.read()}")
-            assert time.monotonic() < deadline, f"{job} never reached {pause_after!r}"
-            time.sleep(0.1)
-        assert int(marker.read_text()) == proc.pid
+        wait_for_marker(proc, marker, job)
         os.kill(proc.pid, signal.SIGKILL)
-        assert proc.wait(timeout=30) == -signal.SIGKILL
+        proc.communicate(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
-        proc.stdout.close()
+            proc.communicate()
 
 
 def tables(home: Path, *names: str) -> dict[str, pl.DataFrame]:
@@ -110,24 +87,7 @@ def assert_instance_settled(home: Path, killed_job: str) -> None:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
-    """Two days ingested, scored (no champion yet: the policy's fallback scorecard) and
-    published for review, some cases decided by the demo's simulated underwriters, and those
-    decisions copied to the warehouse; a third landing day not yet ingested."""
-    home = tmp_path_factory.mktemp("fault_world") / "home"
-    paths = AiosPaths(home).ensure()
-    write_landing(paths.landing, start=D1, days=3, per_day=PER_DAY, seed=11, file_format="mixed",
-                  performance_window_days=1, bad_row_rate=0.15)
-    span = {"first": D1.isoformat(), "last": D2.isoformat()}
-    run_child(home, {"runs": [
-        {"job": "ingest_applications", **span},
-        {"job": "score_applications", **span},
-        {"job": "publish_review_cases", **span},
-        {"simulate_reviews": 10},
-        {"job": "copy_review_decisions"},
-    ]})
-    wh = Warehouse(paths.warehouse)
-    assert wh.scalar("select count(*) from human_decisions") > 0
-    return home
+    return shared_world(tmp_path_factory)
 
 
 @pytest.fixture()
