@@ -29,7 +29,8 @@ Baselines, in fresh processes right after the product stage they mirror: a DuckD
 the day's feature matrix; Evidently's ``DataDriftPreset`` called directly on the same frames
 (same methods and thresholds, same reference sample) with its HTML saved; a plain sqlite3 ->
 DuckDB copy of the three review tables; ``dbt build`` run by dbt's own CLI on the same
-warehouse. ``trivial_job`` measures Dagster's per-step overhead on steps that do nothing, with
+warehouse. ``baseline_score_contrib`` (reported apart) is the floor of scoring *with* reasons:
+predict plus ``pred_contrib`` on the rows the policy wants explained. ``trivial_job`` measures Dagster's per-step overhead on steps that do nothing, with
 the in-process and the multiprocess executor.
 """
 
@@ -435,6 +436,45 @@ def baseline_score(aios_home: str, warehouse_path: str, day: str, database_path:
         "import_seconds": round(t1 - t0, 3),
         "trees": booster.num_trees(),
         "mean_pd": round(float(np.mean(pd_values)), 5),
+    }
+
+
+def baseline_score_contrib(aios_home: str, warehouse_path: str, day: str) -> dict[str, Any]:
+    """The floor of scoring *with reasons*: ``Booster.predict`` on every row plus LightGBM's
+    per-row contributions (``pred_contrib=True``) on the rows the product explained (those
+    whose action the policy's ``reasons.required_for`` names), on the prepared matrix. Read
+    after the product's scoring run, from its ``scored_applications``."""
+    _env(aios_home)
+    import polars as pl
+
+    from aios_pipelines.modeling.training import FeatureSpec, feature_matrix
+    from aios_pipelines.policy.policy import DEFAULT_POLICY_PATH, load_policy
+
+    booster, card = _registry(aios_home).load_booster("champion")
+    spec = FeatureSpec.from_dict(card["feature_spec"])
+    required = list(load_policy(DEFAULT_POLICY_PATH).reasons.required_for)
+    features = _day_frame(warehouse_path, FEATURES_TABLE, "application_date", day)
+    actions = _day_frame(warehouse_path, "scored_applications", "application_date", day).select("application_id", "action")
+    frame = features.join(actions, on="application_id", how="left")
+    needs = frame["action"].is_in(required).to_numpy()
+    matrix = feature_matrix(frame, spec)
+    gc.collect()
+    began = time.perf_counter()
+    booster.predict(matrix)
+    predicted = time.perf_counter()
+    contributions = booster.predict(matrix[needs], pred_contrib=True)
+    done = time.perf_counter()
+    return {
+        "label": "floor of scoring with reasons: Booster.predict (all rows) + pred_contrib (rows needing reasons)",
+        "rows": int(matrix.shape[0]),
+        "rows_needing_reasons": int(needs.sum()),
+        "reasons_required_for": required,
+        "seconds": round(done - began, 3),
+        "compute_seconds": round(done - began, 3),
+        "predict_seconds": round(predicted - began, 3),
+        "pred_contrib_seconds": round(done - predicted, 3),
+        "contribution_columns": int(contributions.shape[1]),
+        "rows_per_second": rate(int(matrix.shape[0]), done - began),
     }
 
 
@@ -861,6 +901,8 @@ def run_end_to_end(rows: int, work: Path, seed: int = DEFAULT_SEED, trivial_runs
     stage("baseline_score_booster_predict", "baseline_score",
           {"aios_home": str(home), "warehouse_path": warehouse, "day": day,
            "database_path": str(work / "baseline_score.duckdb")})
+    stage("floor_score_with_reasons_contrib", "baseline_score_contrib",
+          {"aios_home": str(home), "warehouse_path": warehouse, "day": day})
     job("publish_review_cases")
     job("monitor_applications")
     stage("baseline_drift_evidently", "baseline_drift",
@@ -893,7 +935,7 @@ def profile_jobs(home: str, day: str, jobs: list[str], work: Path) -> dict[str, 
         path = work / f"{job}.prof"
         _log(f"- profiling {job} under cProfile ...")
         partitioned = job not in ("copy_review_decisions", "build_analytics")
-        run_stage(f"benchmarks.end_to_end:product_job",
+        run_stage("benchmarks.end_to_end:product_job",
                   {"aios_home": home, "job": job, **({"day": day} if partitioned else {})}, profile=path)
         stream = io.StringIO()
         stats = pstats.Stats(str(path), stream=stream)
