@@ -78,17 +78,23 @@ def ranked_lists(
     order = np.argsort(-scores, axis=1, kind="stable")[:, :keep]
     values = np.take_along_axis(scores, order, axis=1)
     qualifies = values > threshold  # NaN never qualifies; qualifying values lead a descending row
-    codes = pl.Series("names", np.where(qualifies, order, -1).astype(np.int64))
-    amounts = pl.Series("amounts", np.where(qualifies, values, np.nan))
-    lookup = dict(enumerate(names))
-    name_lists = pl.select(
-        codes.arr.to_list().list.eval(
-            pl.element().filter(pl.element() >= 0).replace_strict(lookup, return_dtype=pl.String)
-        )
-    ).to_series()
-    amount_lists = pl.select(
-        amounts.arr.to_list().list.eval(pl.element().filter(pl.element().is_not_nan()))
-    ).to_series()
+    # flat, vectorised lookups, then one fixed-width row per application with the
+    # non-qualifying slots null and dropped (list.eval would run an expression per row)
+    lookup: dict[int, str | None] = {**dict(enumerate(names)), -1: None}
+    name_lists = (
+        pl.Series("names", np.where(qualifies, order, -1).astype(np.int64).ravel())
+        .replace_strict(lookup, return_dtype=pl.String)
+        .reshape((n_rows, keep))
+        .arr.to_list()
+        .list.drop_nulls()
+    )
+    amount_lists = (
+        pl.Series("amounts", np.where(qualifies, values, np.nan).ravel())
+        .fill_nan(None)
+        .reshape((n_rows, keep))
+        .arr.to_list()
+        .list.drop_nulls()
+    )
     return name_lists, amount_lists
 
 
