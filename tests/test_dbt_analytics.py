@@ -629,3 +629,16 @@ def test_online_decisions_flow_into_the_marts_once(dbt_manifest, instance, tmp_p
     assert general.item() == 3  # C07, C10 and the online referral's C20
     book = warehouse.query("select approved_loans, approved_amount from portfolio_performance where score_band = 'A'")
     assert book.row(0) == (2, 35_000.0)  # A01 (batch) and O01 (online)
+
+
+def test_only_dbt_warnings_and_errors_reach_the_run_log():
+    """Every line sent to the run's log is an event-log write; dbt.log keeps the rest."""
+    from aios_pipelines.defs.analytics.dbt_assets import _is_dbt_problem, _LogLines
+
+    emitted: list[str] = []
+    stream = _LogLines(emitted.append, keep=_is_dbt_problem)
+    stream.write("10:00:01  1 of 3 OK created sql table model main.fct_application_decisions [OK in 0.2s]\n"
+                 "10:00:02  2 of 3 FAIL 1 accepted_values_fct_application_decisions_action [FAIL 1 in 0.1s]\n10:0")
+    stream.write("0:03  [WARNING]: Deprecated functionality\n10:00:04  Done. PASS=1 WARN=0 ERROR=1 SKIP=0 TOTAL=3\n")
+    assert emitted == ["10:00:02  2 of 3 FAIL 1 accepted_values_fct_application_decisions_action [FAIL 1 in 0.1s]",
+                       "10:00:03  [WARNING]: Deprecated functionality"]

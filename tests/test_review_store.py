@@ -96,6 +96,7 @@ def test_publish_is_idempotent_per_application(store: ReviewStore):
     assert store.publish_cases(rows) == 0
     assert store.publish_cases([case_row("A2"), case_row("A3")]) == 1
     assert len(store.list_cases()) == 3
+    assert store.applications_with_cases(["A1", "A3", "A9", "A2"]) == {"A1", "A2", "A3"}
     case = store.get_case_by_application("A2")
     assert case["pd"] == 0.12 and case["status"] == "open" and case["source"] == "batch"
     assert case["due_at"] == T0 + timedelta(hours=24)

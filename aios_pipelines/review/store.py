@@ -738,6 +738,17 @@ class ReviewStore:
             raise NotFoundError(f"no case {case_id!r}")
         return _row(row)
 
+    def applications_with_cases(self, application_ids: Iterable[str]) -> set[str]:
+        """Which of ``application_ids`` have a case (one query per chunk, not per id)."""
+        found: set[str] = set()
+        with self._read() as conn:
+            for chunk in _chunks([str(a) for a in application_ids]):
+                found.update(
+                    r.application_id
+                    for r in conn.execute(select(cases.c.application_id).where(cases.c.application_id.in_(chunk)))
+                )
+        return found
+
     def get_case_by_application(self, application_id: str) -> dict[str, Any] | None:
         with self._read() as conn:
             row = conn.execute(select(cases).where(cases.c.application_id == str(application_id))).first()

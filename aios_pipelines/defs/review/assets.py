@@ -56,7 +56,7 @@ def review_queue(
     by_id = {str(row[id_column]): row for row in applications.iter_rows(named=True)}
     rows = case_rows_from_scored(scored.to_dicts(), by_id, policy=policy.policy())
     published = store.publish_cases(rows, actor=f"dagster:{context.run_id[:8]}")
-    present = sum(1 for row in rows if store.get_case_by_application(row["application_id"]) is not None)
+    present = len(store.applications_with_cases(row["application_id"] for row in rows))
     counts = store.status_counts()
     yield dg.MaterializeResult(
         metadata={
