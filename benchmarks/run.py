@@ -74,6 +74,10 @@ BENCHMARKS = (*BENCHMARKS, ONLINE_BENCHMARK)
 END_TO_END_BENCHMARK = "end_to_end"
 BENCHMARKS = (*BENCHMARKS, END_TO_END_BENCHMARK)
 
+# benchmarks/dbt_build.py: `dbt build` on a warehouse of 1M and 10M decisions (--decisions: other sizes)
+DBT_BUILD_BENCHMARK = "dbt_build"
+BENCHMARKS = (*BENCHMARKS, DBT_BUILD_BENCHMARK)
+
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
@@ -488,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (landing files, DuckDB files)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--decisions", type=int, nargs="+", default=None,
+                        help="dbt_build only: warehouse sizes in application decisions (default 1,000,000 10,000,000)")
     args = parser.parse_args(argv)
 
     if args.quick and args.rows is not None:
@@ -525,6 +531,11 @@ def main(argv: list[str] | None = None) -> int:
 
         record_end_to_end(argv, machine, rows=args.rows, seed=args.seed, keep=args.keep, profile=args.profile,
                           results_dir=args.results_dir, command=_command(argv), default_rows=DEFAULT_ROWS)
+    if DBT_BUILD_BENCHMARK in selected:
+        from benchmarks.dbt_build import DEFAULT_SIZES, QUICK_SIZES, record_dbt_build
+
+        sizes = QUICK_SIZES if args.quick else tuple(args.decisions or DEFAULT_SIZES)
+        record_dbt_build(machine, sizes=sizes, keep=args.keep, results_dir=args.results_dir, command=_command(argv))
     return 0
 
 
