@@ -176,6 +176,30 @@ def wait_for_marker(proc: subprocess.Popen, marker: Path, what: str) -> None:
     assert int(marker.read_text()) == proc.pid
 
 
+def wait_until_queued_for_pool(home: Path, proc: subprocess.Popen, what: str) -> None:
+    """Until the Dagster instance shows a step queued for the ``warehouse`` pool by a run
+    that holds no slot (``proc``'s run waits for the pool)."""
+    import dagster as dg
+
+    from aios_pipelines.settings import AiosPaths
+
+    instance = dg.DagsterInstance.from_config(str(AiosPaths(home).dagster_home))
+    try:
+        deadline = time.monotonic() + CHILD_TIMEOUT
+        while True:
+            info = instance.event_log_storage.get_concurrency_info("warehouse")
+            holders = {slot.run_id for slot in info.claimed_slots}
+            if any(step.run_id not in holders for step in info.pending_steps):
+                return
+            if proc.poll() is not None:
+                raise AssertionError(f"{what} ended without waiting for the pool: {proc.communicate()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what} never queued for the warehouse pool")
+            time.sleep(0.2)
+    finally:
+        instance.dispose()
+
+
 def finish(proc: subprocess.Popen, what: str) -> tuple[str, str]:
     """Wait for a child started with start_child; it must succeed."""
     try:

@@ -30,7 +30,8 @@ from aios_pipelines.review.store import ReviewStore
 from aios_pipelines.settings import AiosPaths, contract_path
 from aios_pipelines.storage.warehouse import Warehouse
 from aios_pipelines.synthetic.generator import generate_applications
-from child_jobs import CHILD_TIMEOUT, D3, PER_DAY, finish, run_ids, shared_world, start_child, wait_for_marker
+from child_jobs import (CHILD_TIMEOUT, D3, PER_DAY, finish, run_ids, shared_world, start_child, wait_for_marker,
+                        wait_until_queued_for_pool)
 
 pytestmark = pytest.mark.slow
 
@@ -101,19 +102,7 @@ def hold_and_race(home: Path, first: dict, pause_after: str, second: dict,
     try:
         wait_for_marker(a, marker, first["job"])
         b = start_child(home, second)
-        instance = instance_of(home)
-        try:
-            deadline = time.monotonic() + CHILD_TIMEOUT
-            while True:
-                info = instance.event_log_storage.get_concurrency_info("warehouse")
-                holders = {slot.run_id for slot in info.claimed_slots}
-                if any(step.run_id not in holders for step in info.pending_steps):
-                    break
-                assert b.poll() is None, f"the second child ended without waiting for the pool: {b.communicate()}"
-                assert time.monotonic() < deadline, "the second run never queued for the warehouse pool"
-                time.sleep(0.2)
-        finally:
-            instance.dispose()
+        wait_until_queued_for_pool(home, b, "the second child")
         release.touch()
         if after_release is not None:
             after_release(b)
@@ -205,7 +194,7 @@ def test_review_service_serves_without_errors_while_the_pipeline_runs(home, monk
         answers.append((time.time(), what, response.status_code, response.text[:500]))
         return response.json() if response.headers.get("content-type", "").startswith("application/json") else None
 
-    def serve() -> None:
+    def reviewers() -> None:  # the inbox and the online decisions: the review store
         while not stop.is_set():
             listed = call("list", "get", "/api/tasks", params={"status": "open", "queue": "standard",
                                                                 "workable": "true", "limit": 5})
@@ -213,28 +202,46 @@ def test_review_service_serves_without_errors_while_the_pipeline_runs(home, monk
             if tasks:
                 call("decide", "post", f"/api/tasks/{tasks[0]['case_id']}/decision",
                      json={"decision": "decline", "reason_codes": ["R07"], "note": "concurrency test"})
-            call("lineage", "get", f"/api/tasks/{d1_case['case_id']}/lineage")
             call("online", "post", "/api/decisions", json=next(bodies))
             time.sleep(0.3)
 
+    def auditors() -> None:  # a decision's lineage: the warehouse
+        while not stop.is_set():
+            call("lineage", "get", f"/api/tasks/{d1_case['case_id']}/lineage")
+            time.sleep(0.3)
+
+    # the decision copy is held inside its warehouse transaction, after it has read the store,
+    # until a reviewer has decided meanwhile: the copy must not count that decision as lost
+    marker, release = home.parent / "copy-paused", home.parent / "copy-release"
     span = {"first": D3.isoformat()}
     pipeline = start_child(home, {"runs": [
         {"job": "ingest_applications", **span},
         {"job": "score_applications", **span},
         {"job": "publish_review_cases", **span},
         {"job": "copy_review_decisions"},
-    ]})
-    server = threading.Thread(target=serve, daemon=True)
-    server.start()
+        {"job": "copy_online_decisions"},
+    ], "pause_after": 'insert into "review_events"', "marker": str(marker), "hold_until": str(release)})
+    servers = [threading.Thread(target=target, daemon=True) for target in (reviewers, auditors)]
+    for server in servers:
+        server.start()
     try:
+        wait_for_marker(pipeline, marker, "copy_review_decisions")
+        paused_at = time.time()
+        deadline = time.monotonic() + CHILD_TIMEOUT
+        while not any(what == "decide" and status == 200 and at > paused_at for at, what, status, _ in answers):
+            assert time.monotonic() < deadline, "no decision was made while the copy was held"
+            time.sleep(0.1)
+        release.touch()
         out, err = finish(pipeline, "the pipeline")
     finally:
         stop.set()
-        server.join(timeout=120)
+        release.touch()
+        for server in servers:
+            server.join(timeout=120)
         if pipeline.poll() is None:
             pipeline.kill()
             pipeline.communicate()
-    assert not server.is_alive()
+    assert not any(server.is_alive() for server in servers)
     assert_no_lock_error(out, err, *(text for *_, text in answers))
 
     expected = {"list": {200}, "decide": {200}, "lineage": {200}, "online": {201}}
@@ -247,7 +254,7 @@ def test_review_service_serves_without_errors_while_the_pipeline_runs(home, monk
         stats = [instance.get_run_stats(r.run_id) for r in runs]
     finally:
         instance.dispose()
-    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs) and len(runs) == 4
+    assert all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs) and len(runs) == 5
     first_start, last_end = min(s.start_time for s in stats), max(s.end_time for s in stats)
     during = {what for at, what, *_ in answers if first_start <= at <= last_end}
     assert during == {"list", "decide", "lineage", "online"}, during
@@ -255,7 +262,9 @@ def test_review_service_serves_without_errors_while_the_pipeline_runs(home, monk
     decided = store.last_decision_seq()
     wh = Warehouse(paths.warehouse)
     assert wh.scalar("select count(distinct decision_id) from human_decisions") == wh.scalar(
-        "select count(*) from human_decisions") <= decided
+        "select count(*) from human_decisions") < decided  # the decisions made during the copy wait for the next
+    assert wh.scalar("select count(distinct decision_id) from online_decisions") == wh.scalar(
+        "select count(*) from online_decisions") > 0
     assert len([c for c in store.all_cases() if c["application_date"] == D3]) == wh.scalar(
         "select count(*) from scored_applications where action = 'review' and application_date = ?", [D3])
 

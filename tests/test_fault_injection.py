@@ -33,8 +33,8 @@ from aios_pipelines.settings import DEFAULT_CONTRACT_PATH, AiosPaths
 from aios_pipelines.storage.warehouse import Warehouse
 from aios_pipelines.synthetic.generator import write_landing
 from aios_pipelines.synthetic.reviewers import simulate_reviews
-from child_jobs import (CHILD, CHILD_TIMEOUT, D1, D2, D3, PER_DAY, child_env, run_child, shared_world,
-                        start_child, wait_for_marker)
+from child_jobs import (CHILD, CHILD_TIMEOUT, D1, D2, D3, PER_DAY, child_env, finish, run_child, run_ids,
+                        shared_world, start_child, wait_for_marker, wait_until_queued_for_pool)
 
 pytestmark = pytest.mark.slow
 
@@ -186,6 +186,45 @@ def test_decision_copy_killed_mid_write_then_rerun_copies_each_decision_once(hom
     assert events.height == len(store_events) and events["event_id"].n_unique() == events.height
     assert wh.scalar("select count(*) from review_cases") == len(store.all_cases())
     assert_instance_settled(home, "copy_review_decisions")
+
+
+def test_a_run_killed_while_waiting_for_the_pool_does_not_block_the_run_holding_it(home):
+    """The waiting run's queued step would get the slot the holder frees and keep it for
+    ever; the holder's next step must still get the pool."""
+    marker, release = home.parent / "holder-paused", home.parent / "holder-release"
+    holder = start_child(home, {"runs": [{"job": "ingest_applications", "first": D3.isoformat()}],
+                                "pause_after": 'insert into "raw_applications"', "marker": str(marker),
+                                "hold_until": str(release)})
+    waiter = None
+    try:
+        wait_for_marker(holder, marker, "ingest_applications")
+        waiter = start_child(home, {"runs": [{"job": "score_applications", "first": D2.isoformat()}]})
+        wait_until_queued_for_pool(home, waiter, "score_applications")
+        os.kill(waiter.pid, signal.SIGKILL)
+        waiter.communicate(timeout=30)
+        release.touch()
+        out, _ = finish(holder, "ingest_applications")  # raw_applications, then application_features
+    finally:
+        release.touch()
+        for proc in (holder, waiter):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+    wh = Warehouse(AiosPaths(home).warehouse)
+    loaded = wh.scalar("select count(*) from raw_applications where landing_date = ?", [D3])
+    assert loaded + wh.scalar("select count(*) from quarantined_applications where landing_date = ?", [D3]) == PER_DAY
+    assert wh.scalar("select count(*) from application_features where landing_date = ?", [D3]) == loaded
+    instance = dg.DagsterInstance.from_config(str(AiosPaths(home).dagster_home))
+    try:
+        statuses = {r.job_name: r.status for r in instance.get_runs(limit=2)}
+        assert statuses == {"ingest_applications": dg.DagsterRunStatus.SUCCESS,
+                            "score_applications": dg.DagsterRunStatus.FAILURE}
+        assert instance.get_run_by_id(run_ids(out)[0]).status == dg.DagsterRunStatus.SUCCESS
+        info = instance.event_log_storage.get_concurrency_info("warehouse")
+        assert info.claimed_slots == [] and info.pending_steps == []
+    finally:
+        instance.dispose()
 
 
 # ----------------------------------------------------------------------------- read-only AIOS_HOME

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import date
 
 import dagster as dg
@@ -26,6 +28,7 @@ _UNFINISHED = (
     dg.DagsterRunStatus.STARTED,
     dg.DagsterRunStatus.CANCELING,
 )
+RECLAIM_INTERVAL_SECONDS = 5.0
 
 
 class JobFailedError(RuntimeError):
@@ -78,6 +81,35 @@ def reclaim_abandoned_runs(
     return reclaimed
 
 
+@contextmanager
+def _reclaiming_while_running(instance: dg.DagsterInstance, progress: Callable[[str], None]) -> Iterator[None]:
+    """While our run waits for a pool slot, a run queued before it may be killed: the slot
+    then goes to the dead run's queued step and stays there. Look for such runs every few
+    seconds until our run ends."""
+    try:
+        ref = instance.get_ref()
+    except dg.DagsterInvariantViolationError:  # an ephemeral instance: no other process shares it
+        yield
+        return
+    stop = threading.Event()
+
+    def watch() -> None:
+        with dg.DagsterInstance.from_ref(ref) as own:
+            while not stop.wait(RECLAIM_INTERVAL_SECONDS):
+                try:
+                    reclaim_abandoned_runs(own, progress)
+                except Exception:  # noqa: BLE001 - best effort: never disturb the run itself
+                    continue
+
+    watcher = threading.Thread(target=watch, name="aios-reclaim-abandoned-runs", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join(timeout=30)
+
+
 def run_job(
     job_name: str,
     *,
@@ -105,12 +137,13 @@ def run_job(
     config.setdefault("loggers", {"console": {"config": {"log_level": os.environ.get("AIOS_LOG_LEVEL", "WARNING")}}})
     instance = instance or get_instance()
     reclaim_abandoned_runs(instance, progress)
-    result = job.execute_in_process(
-        instance=instance,
-        tags=run_tags,
-        run_config=config,
-        raise_on_error=False,
-    )
+    with _reclaiming_while_running(instance, progress):
+        result = job.execute_in_process(
+            instance=instance,
+            tags=run_tags,
+            run_config=config,
+            raise_on_error=False,
+        )
     if not result.success:
         message = "see the run in the Dagster UI"
         for event in result.all_events:
