@@ -201,6 +201,13 @@ def test_no_token_or_secret_reaches_the_logs(tmp_path, aios_paths, monkeypatch, 
     old_level = root.level
     root.addHandler(capture)
     root.setLevel(logging.DEBUG)
+    # an earlier uvicorn in the same process (its default log config) leaves its loggers not
+    # propagating, or disabled by a dictConfig: make every record reach the root again
+    uvicorn_loggers = {name: logging.getLogger(name) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")}
+    saved = {name: (lg.propagate, lg.disabled, lg.level) for name, lg in uvicorn_loggers.items()}
+    for lg in uvicorn_loggers.values():
+        lg.propagate, lg.disabled = True, False
+        lg.setLevel(logging.DEBUG)
     monkeypatch.setenv("AIOS_REVIEW_SECRET", SESSION_SECRET.decode())
     try:
         assert cli.main(["users", "add", "ada", "--role", "admin"]) == 0
@@ -252,6 +259,9 @@ def test_no_token_or_secret_reaches_the_logs(tmp_path, aios_paths, monkeypatch, 
     finally:
         root.removeHandler(capture)
         root.setLevel(old_level)
+        for name, (propagate, disabled, level) in saved.items():
+            uvicorn_loggers[name].propagate, uvicorn_loggers[name].disabled = propagate, disabled
+            uvicorn_loggers[name].setLevel(level)
     logged = "\n".join(capture.lines)
     assert "uvicorn.access" in logged and "/api/me" in logged  # the access log was captured
     assert "webhook delivery 1 to http://127.0.0.1:9/hook failed" in logged  # so was the failed delivery's warning
