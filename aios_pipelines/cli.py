@@ -172,12 +172,12 @@ def _print_monitoring_summary(warehouse, paths) -> None:
     print(f"  drift monitored on {days.height} days ({days['day'].min()} .. {days['day'].max()}); "
           f"turned red on {day_ranges(red)}" + (f"; amber on {day_ranges(amber)}" if amber else ""))
     print(f"  risk report: {paths.reports / 'risk_report.html'}  (drift reports per day in {paths.reports / 'drift'})")
-
     from aios_pipelines.demo_drift import retraining_story
 
     story = retraining_story(_registry(paths), first_drift_day=min(red) if red else None) if paths.mlflow_db.exists() else None
     for line in story.lines() if story else []:
         print(line)
+
 
 def print_summary(paths, home: Path, seconds: float) -> None:
     from aios_pipelines.storage.warehouse import Warehouse
