@@ -224,6 +224,14 @@ def summarise_run_results(results: dict[str, Any], top: int = 8) -> dict[str, An
     }
 
 
+def build_label(decisions: int, dbt_peak_rss_mib: float | None) -> str:
+    """The stage's label; it carries dbt's own peak RSS, since the table's peak RSS column is
+    the stage process's (dbt runs in a child process)."""
+    peak = f"{dbt_peak_rss_mib:,.0f} MiB" if dbt_peak_rss_mib else "not measured"
+    return (f"`dbt build` (dbt CLI, dbt-duckdb, 1 thread) on {decisions:,} decisions; "
+            f"dbt process peak RSS {peak} (the RSS columns are the stage process)")
+
+
 def dbt_build(warehouse_path: str, work_dir: str, decisions: int) -> dict[str, Any]:
     """Stage: ``dbt build`` by dbt's CLI on the warehouse (an untimed ``dbt parse`` first)."""
     import duckdb
@@ -250,7 +258,7 @@ def dbt_build(warehouse_path: str, work_dir: str, decisions: int) -> dict[str, A
         marts = {m: con.execute(f"select count(*) from {m}").fetchone()[0] for m in MARTS}
     elapsed = results.get("elapsed_time")
     return {
-        "label": f"`dbt build` (dbt CLI, dbt-duckdb, 1 thread) on {decisions:,} decisions",
+        "label": build_label(decisions, children_peak if children_peak > parse_peak else None),
         "rows": marts["fct_application_decisions"],
         "exit_code": built.returncode,
         "seconds": round(seconds, 3),
