@@ -317,6 +317,26 @@ def test_override_rates_split_low_and_high_side_and_blind_agreement(built):
     assert cell == (1, 1.0, 1.0, 0.0)
 
 
+def test_override_counts_reconcile_with_the_decisions_that_differ_from_the_recommendation(built):
+    """Counted from the copied source tables, independently of the staging logic."""
+    _paths, warehouse, _result = built
+    differ = warehouse.query(
+        "select count(*) filter (where d.decision <> c.model_recommendation), "
+        "count(*) filter (where d.decision = 'approve' and c.model_recommendation = 'decline'), "
+        "count(*) filter (where d.decision = 'decline' and c.model_recommendation = 'approve'), count(*) "
+        "from human_decisions d join review_cases c using (case_id) where d.decision in ('approve', 'decline')"
+    ).row(0)
+    marts = warehouse.query(
+        "select sum(overrides), sum(low_side_overrides), sum(high_side_overrides), sum(verdicts) from override_rates"
+    ).row(0)
+    assert differ == marts and differ[0] > 0
+    fct = warehouse.query(
+        "select count(*), count(distinct application_id) from fct_application_decisions"
+    ).row(0)
+    sources = warehouse.query("select count(distinct application_id) from scored_applications").row(0)[0]
+    assert fct == (sources, sources)
+
+
 def test_time_to_decision_percentiles_by_day_and_expert_queue(built):
     _paths, warehouse, _result = built
     ttd = table(warehouse, "time_to_decision", "decision_date, expert_queue")
