@@ -34,24 +34,9 @@ from aios_pipelines.settings import DEFAULT_CONTRACT_PATH, AiosPaths
 from aios_pipelines.storage.warehouse import Warehouse
 from aios_pipelines.synthetic.generator import write_landing
 
-DAY = date(2026, 3, 2)
-GOOD = {
-    "application_id": "APP-1",
-    "application_ts": "2026-03-02T09:15:00",
-    "annual_income": "52000",
-    "employment_length_years": "4.5",
-    "existing_debt": "8000",
-    "debt_to_income": "0.21",
-    "credit_history_months": "96",
-    "delinquencies_2y": "0",
-    "bureau_score": "710",
-    "credit_utilisation": "0.35",
-    "loan_amount": "12000",
-    "purpose": "car",
-    "term_months": "36",
-    "region": "north",
-    "channel": "web",
-}
+# one valid row of the contract, shared with the hand-made validation cases
+from test_ingestion_validation import DAY, GOOD  # noqa: E402
+
 INJECTIONS = [
     "'; DROP TABLE applications; --",
     "=cmd|' /C calc'!A0",
