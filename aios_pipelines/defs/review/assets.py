@@ -301,12 +301,17 @@ copy_online_decisions = dg.define_asset_job(
     description="Copies online decisions into the warehouse when the review service has made new ones.",
 )
 def online_decisions_sensor(context: dg.SensorEvaluationContext, review_store: ReviewStoreResource):
-    last = review_store.get().last_online_seq()
+    return _request_when_the_store_moved(context, review_store.get().last_online_seq(),
+                                         what="online decisions", trigger="new_online_decisions")
+
+
+def _request_when_the_store_moved(context: dg.SensorEvaluationContext, last: int, *, what: str, trigger: str):
+    """A run request when the review store's sequence for ``what`` has passed the cursor."""
     seen = int(context.cursor or 0)
     if last <= seen:
-        return dg.SkipReason(f"no new online decisions since seq {seen}")
+        return dg.SkipReason(f"no new {what} since seq {seen}")
     context.update_cursor(str(last))
-    return dg.RunRequest(run_key=f"online-decisions-up-to-{last}", tags={"aios/trigger": "new_online_decisions"})
+    return dg.RunRequest(run_key=f"{what.replace(' ', '-')}-up-to-{last}", tags={"aios/trigger": trigger})
 
 
 @dg.job(executor_def=dg.in_process_executor, description="SLA sweep of the review store.")
@@ -330,12 +335,8 @@ review_sla_schedule = dg.ScheduleDefinition(
     description="Copies decisions into the warehouse when reviewers have decided something new.",
 )
 def review_decisions_sensor(context: dg.SensorEvaluationContext, review_store: ReviewStoreResource):
-    last = review_store.get().last_decision_seq()
-    seen = int(context.cursor or 0)
-    if last <= seen:
-        return dg.SkipReason(f"no new decisions since seq {seen}")
-    context.update_cursor(str(last))
-    return dg.RunRequest(run_key=f"decisions-up-to-{last}", tags={"aios/trigger": "new_human_decisions"})
+    return _request_when_the_store_moved(context, review_store.get().last_decision_seq(),
+                                         what="decisions", trigger="new_human_decisions")
 
 
 @dg.asset(
