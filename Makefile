@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@$(BIN)/python -m pip --version >/dev/null 2>&1 || $(BIN)/python -m ensurepip --upgrade >/dev/null
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check uv
 	@echo "installing the project and its pinned dependencies into $(VENV) ..."
-	@$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[dev,postgres]'
+	@$(BIN)/uv pip install --quiet --python $(BIN)/python -c constraints.txt -e '.[dev,postgres,celery]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -33,16 +33,18 @@ demo: $(STAMP) dbt-manifest
 
 # Browser tests drive Debian's Chromium; a test tool's own browser download does not work offline.
 # The PostgreSQL tests start a throwaway server (tests/conftest.py) from Debian's PostgreSQL
-# binaries (/usr/lib/postgresql/<major>/bin, off PATH). One apt-get update for whatever is missing.
+# binaries (/usr/lib/postgresql/<major>/bin, off PATH); the Celery test a throwaway Redis broker
+# (Debian's redis-server). One apt-get update for whatever is missing.
 system-deps:
 	@missing=""; \
 	if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then missing="$$missing chromium chromium-driver"; fi; \
 	if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  missing="$$missing postgresql"; \
 	fi; \
+	if ! command -v redis-server >/dev/null 2>&1; then missing="$$missing redis-server"; fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing Debian's$$missing for the browser and PostgreSQL tests ..."; \
+	    echo "installing Debian's$$missing for the browser, PostgreSQL and Celery tests ..."; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
 	    echo "the tests need Debian's$$missing: sudo apt-get install$$missing"; exit 1; \
