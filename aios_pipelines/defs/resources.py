@@ -9,16 +9,27 @@ import dagster as dg
 
 from aios_pipelines.ingestion.contract import DataContract, load_contract
 from aios_pipelines.settings import AiosPaths, aios_paths, contract_path
+from aios_pipelines.storage.postgres_warehouse import PostgresWarehouse
 from aios_pipelines.storage.warehouse import Warehouse
 
 
 class WarehouseResource(dg.ConfigurableResource):
-    """The analytics warehouse (a DuckDB file by default). Writers use the ``warehouse`` pool."""
+    """The analytics warehouse: a DuckDB file (``path``) by default, or PostgreSQL when ``url``
+    is set (``postgresql://user@host:port/dbname``; ``AIOS_WAREHOUSE_URL`` in the environment).
+    Both engines have the same methods, so the assets do not know which one they write.
+    Writers use the ``warehouse`` pool."""
 
     path: str
+    url: str | None = None
     lock_timeout_seconds: float = 300.0
 
-    def get(self) -> Warehouse:
+    @property
+    def engine(self) -> str:
+        return "postgres" if self.url else "duckdb"
+
+    def get(self) -> Warehouse | PostgresWarehouse:
+        if self.url:
+            return PostgresWarehouse(self.url)
         return Warehouse(Path(self.path), lock_timeout_seconds=self.lock_timeout_seconds)
 
 
@@ -70,7 +81,7 @@ def default_resources(paths: AiosPaths | None = None) -> dict[str, dg.Configurab
 
     paths = (paths or aios_paths()).ensure()
     return {
-        "warehouse": WarehouseResource(path=str(paths.warehouse)),
+        "warehouse": WarehouseResource(path=str(paths.warehouse), url=os.environ.get("AIOS_WAREHOUSE_URL") or None),
         "landing": LandingResource(landing_dir=str(paths.landing), contract_path=str(contract_path())),
         "reports": ReportsResource(reports_dir=str(paths.reports)),
         "model_registry": ModelRegistryResource(

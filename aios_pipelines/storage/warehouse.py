@@ -53,6 +53,11 @@ class Warehouse:
     path: Path
     lock_timeout_seconds: float = 120.0
 
+    engine = "duckdb"
+
+    def exists(self) -> bool:
+        return Path(self.path).exists()
+
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         path = Path(self.path)
@@ -198,3 +203,13 @@ class Warehouse:
                 _rollback(con)
                 raise
         return frame.height
+
+
+def open_warehouse(location: str | Path, lock_timeout_seconds: float = 120.0):
+    """The warehouse at ``location``: a ``postgresql://`` URL (see ``postgres_warehouse``) or
+    the path of a DuckDB file. Both have the same methods."""
+    from aios_pipelines.storage.postgres_warehouse import PostgresWarehouse, is_postgres_url
+
+    if is_postgres_url(str(location)):
+        return PostgresWarehouse(str(location))
+    return Warehouse(Path(location), lock_timeout_seconds=lock_timeout_seconds)
