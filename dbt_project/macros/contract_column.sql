@@ -8,13 +8,3 @@
         cast(null as {{ data_type }})
     {%- endif -%}
 {%- endmacro %}
-
-{#- Hours between two timestamps, as a decimal. -#}
-{% macro hours_between(start_ts, end_ts) -%}
-    (date_diff('second', {{ start_ts }}, {{ end_ts }}) / 3600.0)
-{%- endmacro %}
-
-{#- numerator / denominator, null when the denominator is zero or null. -#}
-{% macro safe_ratio(numerator, denominator) -%}
-    cast(({{ numerator }}) as double) / nullif(({{ denominator }}), 0)
-{%- endmacro %}

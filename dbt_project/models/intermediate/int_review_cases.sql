@@ -18,7 +18,20 @@ events as (
 
 ),
 
+verdicts as (
+
+    select * from decisions
+    where is_verdict
+
+),
+
 -- the approve / decline that closed the case: the last verdict made on it
+last_verdict as (
+
+    {{ first_row_per('verdicts', 'case_id', 'copied_cursor desc nulls last') }}
+
+),
+
 closing_verdict as (
 
     select
@@ -27,9 +40,7 @@ closing_verdict as (
         reviewer_role as closing_reviewer_role,
         decided_at as closing_verdict_at
 
-    from decisions
-    where is_verdict
-    qualify row_number() over (partition by case_id order by copied_cursor desc) = 1
+    from last_verdict
 
 ),
 
@@ -40,10 +51,10 @@ review_work as (
         count(*) filter (where is_verdict) as human_verdicts,
         count(*) filter (where decision = 'request_info') as info_requests,
         count(distinct reviewer) filter (where is_verdict) as distinct_reviewers,
-        arg_min(decision, copied_cursor) filter (where is_verdict and stage = 'first') as first_review_verdict,
-        arg_min(reviewer, copied_cursor) filter (where is_verdict and stage = 'first') as first_reviewer,
-        arg_min(decision, copied_cursor) filter (where is_verdict and stage = 'second') as second_review_verdict,
-        arg_min(reviewer, copied_cursor) filter (where is_verdict and stage = 'second') as second_reviewer,
+        {{ arg_min('decision', 'copied_cursor', "is_verdict and stage = 'first'") }} as first_review_verdict,
+        {{ arg_min('reviewer', 'copied_cursor', "is_verdict and stage = 'first'") }} as first_reviewer,
+        {{ arg_min('decision', 'copied_cursor', "is_verdict and stage = 'second'") }} as second_review_verdict,
+        {{ arg_min('reviewer', 'copied_cursor', "is_verdict and stage = 'second'") }} as second_reviewer,
         min(claimed_at) as first_decision_claimed_at
 
     from decisions
@@ -76,7 +87,7 @@ review_clock as (
         select max(decided_at) from decisions
         union all
         select max(event_at) from events
-    )
+    ) as review_times
 
 ),
 

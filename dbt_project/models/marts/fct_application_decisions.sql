@@ -28,9 +28,7 @@ outcomes as (
 -- newest speaks for the application
 latest_case as (
 
-    select *
-    from review_cases
-    qualify row_number() over (partition by application_id order by created_at desc, case_id desc) = 1
+    {{ first_row_per('review_cases', 'application_id', 'created_at desc nulls last, case_id desc nulls last') }}
 
 ),
 

@@ -29,9 +29,10 @@ grouped as (
         model_version_label as model_version,
         coalesce(score_band, 'no_score') as score_band,
         review_outcome,
-        any_value(model_recommendation) as model_recommendation,
-        any_value(final_decision) as final_decision,
-        bool_or(is_override) as is_override,
+        -- one value per review outcome (it fixes both), so any row's will do
+        {{ dbt.any_value('model_recommendation') }} as model_recommendation,
+        {{ dbt.any_value('final_decision') }} as final_decision,
+        {{ dbt.bool_or('is_override') }} as is_override,
 
         count(*) as cases,
         count(*) filter (where has_matured_outcome) as matured_outcomes,
@@ -40,7 +41,7 @@ grouped as (
         avg(pd) filter (where has_matured_outcome) as mean_pd_matured
 
     from classified
-    group by all
+    group by 1, 2, 3
 
 ),
 

@@ -28,7 +28,7 @@ counted as (
         count(*) filter (where not blind_review and agrees_with_model) as shown_agreements
 
     from verdicts
-    group by all
+    group by 1, 2, 3, 4, 5
 
 ),
 

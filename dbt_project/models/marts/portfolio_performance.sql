@@ -10,7 +10,7 @@ approved as (
 per_vintage_and_band as (
 
     select
-        cast(date_trunc('month', application_date) as date) as vintage,
+        cast({{ dbt.date_trunc('month', 'cast(application_date as timestamp)') }} as date) as vintage,
         coalesce(score_band, 'no_score') as score_band,
 
         count(*) as approved_loans,
@@ -23,7 +23,7 @@ per_vintage_and_band as (
         avg(pd) filter (where has_matured_outcome) as mean_pd_matured
 
     from approved
-    group by all
+    group by 1, 2
 
 ),
 

@@ -15,18 +15,18 @@ per_day_and_queue as (
         coalesce(expert_queue, 'not_recorded') as expert_queue,
 
         count(*) as decided_cases,
-        quantile_cont(hours_to_decision, 0.5) as p50_hours,
-        quantile_cont(hours_to_decision, 0.9) as p90_hours,
-        quantile_cont(hours_to_decision, 0.99) as p99_hours,
+        {{ percentile_cont('hours_to_decision', 0.5) }} as p50_hours,
+        {{ percentile_cont('hours_to_decision', 0.9) }} as p90_hours,
+        {{ percentile_cont('hours_to_decision', 0.99) }} as p99_hours,
         avg(hours_to_decision) as mean_hours,
         max(hours_to_decision) as max_hours,
-        quantile_cont(hours_to_first_claim, 0.5) as p50_hours_to_first_claim,
+        {{ percentile_cont('hours_to_first_claim', 0.5) }} as p50_hours_to_first_claim,
         count(*) filter (where sla_status = 'breached') as sla_breaches,
         count(*) filter (where requires_four_eyes) as four_eyes_cases,
         count(*) filter (where info_requests > 0) as cases_with_info_requests
 
     from decided_cases
-    group by all
+    group by 1, 2
 
 ),
 

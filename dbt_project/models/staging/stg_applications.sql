@@ -7,7 +7,7 @@
         {{ contract_column('application_id_column', 'varchar') }} as application_id,
 
         ---------- attributes the marts slice by
-        {{ contract_column('loan_amount_column', 'double') }} as loan_amount,
+        {{ contract_column('loan_amount_column', 'double precision') }} as loan_amount,
         {{ contract_column('channel_column', 'varchar') }} as channel,
 
         ---------- timestamps
@@ -53,11 +53,25 @@ unioned as (
 
 ),
 
+deduplicated as (
+
+    {{ first_row_per('unioned', 'application_id', 'origin_rank, source_row nulls last, source_file nulls last') }}
+
+),
+
 renamed as (
 
-    select * exclude (origin_rank)
-    from unioned
-    qualify row_number() over (partition by application_id order by origin_rank, source_row, source_file) = 1
+    select
+        application_id,
+        loan_amount,
+        channel,
+        application_ts,
+        application_date,
+        source_file,
+        source_row,
+        origin
+
+    from deduplicated
 
 )
 

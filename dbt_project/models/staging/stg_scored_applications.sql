@@ -78,11 +78,7 @@ unioned as (
 
 deduplicated as (
 
-    select *
-    from unioned
-    qualify row_number() over (
-        partition by application_id order by origin_rank, origin_order nulls first, online_decision_id
-    ) = 1
+    {{ first_row_per('unioned', 'application_id', 'origin_rank, origin_order nulls first, online_decision_id nulls last') }}
 
 ),
 
