@@ -119,12 +119,28 @@ def run_job(
     tags: dict[str, str] | None = None,
     run_config: dict | None = None,
     progress: Callable[[str], None] = print,
-) -> dg.ExecuteInProcessResult:
-    # imported here: a Definitions object at module level would be loaded again by the defs folder loader
-    from aios_pipelines.definitions import defs as load_defs
+    code_location: str | None = None,
+) -> dg.ExecuteInProcessResult | dg.ExecuteJobResult:
+    """Run a job of the product for a day range and raise ``JobFailedError`` if it fails.
 
-    definitions = load_defs()
-    job = definitions.resolve_job_def(job_name)
+    By default the job runs in this process (the product's in-process executor). With
+    ``code_location`` (a module with a ``defs`` function, e.g.
+    ``aios_pipelines.celery_definitions``) the job is loaded from there and run with its own
+    executor through ``dg.execute_job`` (a reconstructable job, which executors that run steps
+    in other processes need, such as Celery's); the instance must then be a persistent one.
+    Either way this process orchestrates the run and is the one its pid tag names: with Celery
+    the steps run in the workers, but the run lives (and is reclaimed when it dies) with its
+    orchestrator, so a run is never taken for dead while this process waits on its workers.
+    """
+    if code_location is None:
+        # imported here: a Definitions object at module level would be loaded again by the defs folder loader
+        from aios_pipelines.definitions import defs as load_defs
+
+        job = load_defs().resolve_job_def(job_name)
+    else:
+        from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+        job = ReconstructableRepository.for_module(code_location, "defs").get_reconstructable_job(job_name)
     run_tags = dict(tags or {})
     run_tags.update({PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()})
     if first_day is not None:
@@ -138,12 +154,15 @@ def run_job(
     instance = instance or get_instance()
     reclaim_abandoned_runs(instance, progress)
     with _reclaiming_while_running(instance, progress):
-        result = job.execute_in_process(
-            instance=instance,
-            tags=run_tags,
-            run_config=config,
-            raise_on_error=False,
-        )
+        if code_location is None:
+            result = job.execute_in_process(
+                instance=instance,
+                tags=run_tags,
+                run_config=config,
+                raise_on_error=False,
+            )
+        else:
+            result = dg.execute_job(job, instance=instance, tags=run_tags, run_config=config, raise_on_error=False)
     if not result.success:
         message = "see the run in the Dagster UI"
         for event in result.all_events:
