@@ -180,9 +180,9 @@ def _print_monitoring_summary(warehouse, paths) -> None:
 
 
 def print_summary(paths, home: Path, seconds: float) -> None:
-    from aios_pipelines.storage.warehouse import Warehouse
+    from aios_pipelines.storage.warehouse import configured_warehouse
 
-    warehouse = Warehouse(paths.warehouse)
+    warehouse = configured_warehouse(paths)
     print(f"\nSummary ({seconds:.0f}s)")
     tables = ["raw_applications", "quarantined_applications", "application_features", "raw_loan_outcomes",
               "quarantined_loan_outcomes", "training_set", "scored_applications"]
@@ -211,7 +211,10 @@ def print_summary(paths, home: Path, seconds: float) -> None:
     _print_monitoring_summary(warehouse, paths)
     print("\nWhere to look")
     print(f"  Dagster UI:  DAGSTER_HOME={home} .venv/bin/dagster dev -w workspace.yaml   (or: make dev)")
-    print(f"  warehouse:   {paths.warehouse}   (duckdb -readonly, or notebooks/)")
+    if warehouse.engine == "duckdb":
+        print(f"  warehouse:   {paths.warehouse}   (duckdb -readonly, or notebooks/)")
+    else:
+        print(f"  warehouse:   {warehouse.path}   (PostgreSQL: psql, or any SQL client)")
     print(f"  landing:     {paths.landing}   (drop a file into a day folder; the sensor ingests it)")
     print(f"  reports:     {paths.reports}")
     print(f"  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {paths.mlflow_tracking_uri}")
@@ -422,7 +425,7 @@ def cmd_retention(args: argparse.Namespace) -> int:
     from aios_pipelines.governance.retention import RetentionError, RetentionPolicy, apply_retention
     from aios_pipelines.ingestion.contract import load_contract
     from aios_pipelines.settings import contract_path
-    from aios_pipelines.storage.warehouse import Warehouse
+    from aios_pipelines.storage.warehouse import configured_warehouse
 
     try:
         policy = RetentionPolicy.from_settings(args.months, args.override_reason)
@@ -430,9 +433,13 @@ def cmd_retention(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     paths = _paths()
-    report = apply_retention(policy, load_contract(contract_path()), Warehouse(paths.warehouse),
-                             _review_store(args.store_url), dry_run=args.dry_run,
-                             actor=f"cli:{os.environ.get('USER') or 'cli'}")
+    try:
+        report = apply_retention(policy, load_contract(contract_path()), configured_warehouse(paths),
+                                 _review_store(args.store_url), dry_run=args.dry_run,
+                                 actor=f"cli:{os.environ.get('USER') or 'cli'}")
+    except RetentionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print("\n".join(report.lines()))
     return 0
 
@@ -440,10 +447,10 @@ def cmd_retention(args: argparse.Namespace) -> int:
 def _recorded_checkpoints(paths):
     """Checkpoints from the warehouse table and from Dagster's event log, where they exist."""
     from aios_pipelines.review.checkpoints import Checkpoint
-    from aios_pipelines.storage.warehouse import Warehouse
+    from aios_pipelines.storage.warehouse import configured_warehouse
 
     found = []
-    warehouse = Warehouse(paths.warehouse)
+    warehouse = configured_warehouse(paths)
     if warehouse.table_exists("audit_checkpoints"):
         for seq, head, at in warehouse.query(
             "select head_seq, head_hash, recorded_at from audit_checkpoints where chain_verified"

@@ -18,7 +18,7 @@ import polars as pl
 from aios_pipelines.features.build import APPLICATION_ID, build_features, feature_definition
 from aios_pipelines.ingestion.contract import load_contract
 from aios_pipelines.settings import AiosPaths, contract_path
-from aios_pipelines.storage.warehouse import Warehouse
+from aios_pipelines.storage.warehouse import Warehouse, configured_warehouse
 
 
 class DecisionRecordError(LookupError):
@@ -88,10 +88,10 @@ def _review_of(paths: AiosPaths, application_id: str, review_store: Any) -> dict
 def decision_record(paths: AiosPaths, application_id: str, *, review_store: Any = None) -> dict[str, Any]:
     """``review_store``: the review store to read the review from (default: the data
     directory's, when it exists)."""
-    if not paths.warehouse.exists():
-        raise DecisionRecordError(f"no warehouse at {paths.warehouse}: run `aios demo` first")
+    warehouse = configured_warehouse(paths)
+    if not warehouse.exists():
+        raise DecisionRecordError(f"no warehouse at {warehouse.path}: run `aios demo` first")
     contract = load_contract(contract_path())
-    warehouse = Warehouse(paths.warehouse)
     id_column = contract.applications.id_column.name
     application = _one(warehouse, "raw_applications", id_column, application_id)
     # decided online (POST /api/decisions): the copies of the service's decision and of the
@@ -111,7 +111,7 @@ def decision_record(paths: AiosPaths, application_id: str, *, review_store: Any 
         else []
     )
     if application is None and not quarantine:
-        raise DecisionRecordError(f"application {application_id!r} is not in the warehouse {paths.warehouse}")
+        raise DecisionRecordError(f"application {application_id!r} is not in the warehouse {warehouse.path}")
     features = _one(warehouse, "application_features", APPLICATION_ID, application_id)
     scored = _one(warehouse, "scored_applications", APPLICATION_ID, application_id)
     definition = feature_definition(contract.applications)

@@ -128,29 +128,29 @@ def describe_features(features: dict) -> str:
 def _evaluate(paths):
     from aios_pipelines.monitoring.snapshot import champion_facts, load_snapshot
     from aios_pipelines.monitoring.triggers import evaluate_triggers, load_trigger_config
-    from aios_pipelines.storage.warehouse import Warehouse
+    from aios_pipelines.storage.warehouse import configured_warehouse
 
     from aios_pipelines.modeling.registry import ModelRegistry, default_registry_config
 
     registry = ModelRegistry(default_registry_config(paths))
-    snapshot = load_snapshot(Warehouse(paths.warehouse), champion_facts(registry))
+    snapshot = load_snapshot(configured_warehouse(paths), champion_facts(registry))
     return registry, evaluate_triggers(snapshot, load_trigger_config())
 
 
 def first_red_day(paths) -> date | None:
     """The first monitored day whose drift check is red (ERROR), against any champion."""
     from aios_pipelines.monitoring.snapshot import drift_by_day, drift_status
-    from aios_pipelines.storage.warehouse import Warehouse
+    from aios_pipelines.storage.warehouse import configured_warehouse
 
-    days = drift_status(drift_by_day(Warehouse(paths.warehouse)))
+    days = drift_status(drift_by_day(configured_warehouse(paths)))
     red = days.filter(days["status"] == "error")["day"]
     return red.min() if red.len() else None
 
 
 def _newest_outcome_day(paths) -> date | None:
-    from aios_pipelines.storage.warehouse import Warehouse
+    from aios_pipelines.storage.warehouse import configured_warehouse
 
-    warehouse = Warehouse(paths.warehouse)
+    warehouse = configured_warehouse(paths)
     if not warehouse.table_exists("raw_loan_outcomes"):
         return None
     return warehouse.scalar("select max(outcome_date)::date from raw_loan_outcomes")

@@ -462,6 +462,11 @@ def apply_retention(
     run_id = uuid.uuid4().hex
     override = policy.override_reason if policy.overridden else None
 
+    if getattr(warehouse, "engine", "duckdb") != "duckdb":
+        # rows are rewritten by DuckDB's rowid; PostgreSQL has no stable row id to plan by
+        raise RetentionError(
+            f"retention on a PostgreSQL warehouse ({warehouse.path}) is not supported: it rewrites rows by "
+            "DuckDB's rowid. Run it against the DuckDB warehouse, or remove the fields with SQL by key.")
     has_warehouse = Path(warehouse.path).exists()
     if has_warehouse:
         with warehouse.connect(read_only=dry_run) as con:

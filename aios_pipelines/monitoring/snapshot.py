@@ -112,7 +112,7 @@ def drift_by_day(warehouse: Warehouse) -> pl.DataFrame:
                                     "drifted": pl.Int64, "share": pl.Float64, "rows": pl.Int64})
     return warehouse.query(
         f"""
-        select application_date as day, any_value(champion_version) as champion_version,
+        select application_date as day, min(champion_version) as champion_version,
                count(*)::bigint as features, count(*) filter (where drifted)::bigint as drifted,
                avg(case when drifted then 1.0 else 0.0 end) as share, max(current_rows)::bigint as rows
         from {FEATURE_DRIFT} group by application_date order by application_date
@@ -138,7 +138,7 @@ def feature_days(warehouse: Warehouse, champion_version: str, days: list[date] |
         f"and s.kind = 'feature' and s.model_version = d.champion_version"
         if warehouse.table_exists(SCORE_STABILITY) else ""
     )
-    psi = "s.psi" if psi_join else "null::double"
+    psi = "s.psi" if psi_join else "cast(null as double precision)"
     return warehouse.query(
         f"""
         select d.application_date as day, d.feature, d.drifted, d.score, {psi} as psi

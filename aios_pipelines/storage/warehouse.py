@@ -205,6 +205,17 @@ class Warehouse:
         return frame.height
 
 
+WAREHOUSE_URL_ENV = "AIOS_WAREHOUSE_URL"
+
+
+def configured_warehouse(paths, lock_timeout_seconds: float = 120.0):
+    """The data directory's warehouse: PostgreSQL when ``AIOS_WAREHOUSE_URL`` is set (as for the
+    Dagster resource), else the DuckDB file under ``AIOS_HOME``."""
+    import os
+
+    return open_warehouse(os.environ.get(WAREHOUSE_URL_ENV) or paths.warehouse, lock_timeout_seconds)
+
+
 def open_warehouse(location: str | Path, lock_timeout_seconds: float = 120.0):
     """The warehouse at ``location``: a ``postgresql://`` URL (see ``postgres_warehouse``) or
     the path of a DuckDB file. Both have the same methods."""

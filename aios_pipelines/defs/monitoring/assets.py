@@ -556,7 +556,7 @@ def risk_report(
     trigger_config = load_trigger_config()
     drift = drift_status(drift_by_day(store))
     links = (
-        store.query(f"select {APPLICATION_DATE} as day, any_value(report_path) as path from {FEATURE_DRIFT} group by 1")
+        store.query(f"select {APPLICATION_DATE} as day, min(report_path) as path from {FEATURE_DRIFT} group by 1")
         if store.table_exists(FEATURE_DRIFT) else pl.DataFrame(schema={"day": pl.Date, "path": pl.String})
     )
     link_of = {d: relative_link(Path(p), folder) for d, p in links.iter_rows() if p}

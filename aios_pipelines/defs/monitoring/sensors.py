@@ -42,7 +42,8 @@ def retraining_requests(
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         # opening the registry would create its database, racing the first training run
         return [], cursor, "no model registry yet: nothing to monitor"
-    store = Warehouse(Path(warehouse.path), lock_timeout_seconds=SENSOR_LOCK_TIMEOUT_SECONDS)
+    store = (warehouse.get() if warehouse.url
+             else Warehouse(Path(warehouse.path), lock_timeout_seconds=SENSOR_LOCK_TIMEOUT_SECONDS))
     snapshot = load_snapshot(store, champion_facts(model_registry.get()))
     if snapshot.champion_version is None:
         return [], cursor, "no champion model yet: nothing to monitor"
