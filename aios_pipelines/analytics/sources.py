@@ -13,6 +13,7 @@ from aios_pipelines.analytics.review_tables import (
 )
 from aios_pipelines.ingestion.contract import DataContract, DatasetSpec
 from aios_pipelines.ingestion.validation import loaded_schema
+from aios_pipelines.storage.postgres_warehouse import PostgresWarehouse
 from aios_pipelines.storage.warehouse import Warehouse, quote_identifier
 
 REVIEW_TABLES: dict[str, dict[str, pl.DataType]] = {
@@ -22,26 +23,21 @@ REVIEW_TABLES: dict[str, dict[str, pl.DataType]] = {
 }
 
 
-def _create_missing(warehouse: Warehouse, tables: dict[str, dict[str, pl.DataType]]) -> list[str]:
-    created: list[str] = []
+def _create_missing(warehouse: Warehouse | PostgresWarehouse, tables: dict[str, dict[str, pl.DataType]]) -> list[str]:
+    # asked before connecting to write: DuckDB refuses a second, read-only, connection to a
+    # file this process holds open for writing
+    missing = [table for table in tables if not warehouse.table_exists(table)]
+    if not missing:
+        return []
     with warehouse.connect() as con:
-        existing = {
-            row[0]
-            for row in con.execute(
-                "select table_name from information_schema.tables where table_schema = 'main'"
-            ).fetchall()
-        }
-        for table, schema in tables.items():
-            if table in existing:
-                continue
-            con.register("empty_review_rows", pl.DataFrame(schema=schema).to_arrow())
+        for table in missing:
+            con.register("empty_review_rows", pl.DataFrame(schema=tables[table]).to_arrow())
             con.execute(f"create table if not exists {quote_identifier(table)} as select * from empty_review_rows")
             con.unregister("empty_review_rows")
-            created.append(table)
-    return created
+    return missing
 
 
-def create_missing_review_tables(warehouse: Warehouse) -> list[str]:
+def create_missing_review_tables(warehouse: Warehouse | PostgresWarehouse) -> list[str]:
     """Create, empty, each review table the warehouse lacks; return the ones created.
 
     The review plane's assets own these tables and write them before dbt reads them. On a
@@ -53,7 +49,7 @@ def create_missing_review_tables(warehouse: Warehouse) -> list[str]:
     return _create_missing(warehouse, REVIEW_TABLES)
 
 
-def create_missing_online_tables(warehouse: Warehouse, applications: DatasetSpec) -> list[str]:
+def create_missing_online_tables(warehouse: Warehouse | PostgresWarehouse, applications: DatasetSpec) -> list[str]:
     """Create, empty, ``online_decisions`` and ``online_applications`` when the warehouse lacks
     them; return the ones created. Staging unions them with the batch tables, so the marts
     build before the review service has decided anything online. Same rules as

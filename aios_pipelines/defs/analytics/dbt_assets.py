@@ -28,6 +28,7 @@ from aios_pipelines.analytics.sources import (
 from aios_pipelines.defs.analytics.dbt_project import dbt_project, ensure_manifest
 from aios_pipelines.defs.analytics.resources import WarehouseDbtResource
 from aios_pipelines.defs.resources import LandingResource, WarehouseResource
+from aios_pipelines.storage.postgres_warehouse import PostgresWarehouse
 from aios_pipelines.storage.warehouse import Warehouse, quote_identifier
 
 ANALYTICS_GROUP = "analytics"
@@ -62,19 +63,22 @@ translator = AnalyticsDbtTranslator(settings=DagsterDbtTranslatorSettings(enable
 
 
 def _with_row_counts(
-    events: Iterable[Any], warehouse: Warehouse, keys_by_output: Mapping[str, dg.AssetKey]
+    events: Iterable[Any], warehouse: Warehouse | PostgresWarehouse, keys_by_output: Mapping[str, dg.AssetKey]
 ) -> Iterator[Any]:
-    """dbt's events, each model's output with its row count. Counted after dbt has finished:
-    while it runs, dbt holds the warehouse's one write lock and no other process may read."""
+    """dbt's events, each model's output with its row count. Counted after dbt has finished
+    (on the DuckDB file, dbt holds the one write lock while it runs and no other process may
+    read), in one query through the warehouse's own methods, so on either engine."""
     events = list(events)
     outputs = [e for e in events if isinstance(e, dg.Output) and e.output_name in keys_by_output]
     counts: dict[str, int] = {}
     if outputs:
-        with warehouse.connect(read_only=True) as con:
-            for event in outputs:
-                table = keys_by_output[event.output_name].path[-1]
-                row = con.execute(f"select count(*) from {quote_identifier(table)}").fetchone()
-                counts[event.output_name] = int(row[0]) if row else 0
+        names = [e.output_name for e in outputs]
+        sql = " union all ".join(
+            f"select {i} as n, count(*) as row_count from {quote_identifier(keys_by_output[name].path[-1])}"
+            for i, name in enumerate(names)
+        )
+        for i, row_count in warehouse.query(sql).iter_rows():
+            counts[names[i]] = int(row_count)
     for event in events:
         if isinstance(event, dg.Output) and event.output_name in counts:
             event = event.with_metadata({**event.metadata, "dagster/row_count": counts[event.output_name]})
@@ -94,13 +98,13 @@ def analytics_dbt_models(
     warehouse: WarehouseResource,
     landing: LandingResource,
 ):
-    """``dbt build`` of the selected models and tests, on the warehouse file, with the
-    column names of the data contract in force."""
-    if dbt.warehouse_file != Path(warehouse.path).expanduser().resolve():
-        raise ValueError(
-            f"the dbt resource points at {dbt.warehouse_file} but the warehouse resource at {warehouse.path}"
-        )
+    """``dbt build`` of the selected models and tests, on the warehouse (the DuckDB file, or
+    PostgreSQL), with the column names of the data contract in force."""
     store = warehouse.get()
+    if dbt.warehouse_location != (warehouse.url or str(Path(warehouse.path).expanduser().resolve())):
+        raise ValueError(
+            f"the dbt resource points at {dbt.warehouse.get().path} but the warehouse resource at {store.path}"
+        )
     # (a run of source tests alone, inside another plane's job, builds no model)
     created = create_missing_review_tables(store) if context.selected_asset_keys else []
     if created:
