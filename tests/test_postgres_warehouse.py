@@ -85,10 +85,12 @@ def test_upserting_the_same_rows_twice_never_duplicates_and_replace_keeps_depend
 def test_queries_take_question_mark_parameters_and_give_numbers_as_numbers(warehouse):
     warehouse.replace_table("scores", day_rows(D1, [1, 2, 3]))
     frame = warehouse.query(
-        "select count(*) as n, avg(score) as mean, sum(flag) as flags, '?' as mark from scores "
+        "select count(*) as n, avg(score) as mean, sum(flag) as flags, '?' as mark, "
+        "avg(case when application_id = 'A1' then 1.0 else 0.0 end) as share, sum(count_big) as total from "
+        "(select *, cast(flag as bigint) * 3000000000 as count_big from scores) as s "
         "where application_date = ? and application_id <> ?", [D1, "A2"])
-    assert frame.to_dicts() == [{"n": 2, "mean": 0.5, "flags": 2, "mark": "?"}]
-    assert frame.schema["mean"] == pl.Float64
+    assert frame.to_dicts() == [{"n": 2, "mean": 0.5, "flags": 2, "mark": "?", "share": 0.5, "total": 6_000_000_000}]
+    assert frame.schema["mean"] == frame.schema["share"] == pl.Float64
     assert warehouse.scalar("select max(application_id) from scores where score > ?", [0.1]) == "A3"
     assert warehouse.table_exists("scores") and not warehouse.table_exists("nothing")
 

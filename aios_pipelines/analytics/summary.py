@@ -67,11 +67,12 @@ def time_to_decision_line(warehouse: Warehouse) -> str | None:
         return None
     line = f"time to decision: {t['decided']:,} referred cases decided"
     if warehouse.table_exists("fct_application_decisions"):
-        p = warehouse.query(
-            "select quantile_cont(hours_to_decision, 0.5) as p50, quantile_cont(hours_to_decision, 0.9) as p90 "
-            "from fct_application_decisions where decided_by_type = 'human' and hours_to_decision is not null"
-        ).row(0, named=True)
-        line += f", p50 {_hours(p['p50'])}, p90 {_hours(p['p90'])}"
+        hours = warehouse.query(
+            "select hours_to_decision from fct_application_decisions "
+            "where decided_by_type = 'human' and hours_to_decision is not null"
+        )["hours_to_decision"]
+        p50, p90 = (hours.quantile(q, interpolation="linear") for q in (0.5, 0.9))
+        line += f", p50 {_hours(p50)}, p90 {_hours(p90)}"
     return line + f"; SLA breached on {t['breaches']:,} ({_pct(t['breaches'], t['decided'])})"
 
 

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from aios_pipelines.storage.warehouse import quote_identifier
 
@@ -64,12 +65,21 @@ def _pg_type(field: pa.Field) -> str | None:
 
 
 def _arrow_to_polars(table: pa.Table) -> pl.DataFrame:
-    """PostgreSQL ``numeric`` arrives as text (ADBC keeps its exact digits): read it as a float,
-    as DuckDB's ``avg``/``sum`` results are; everything else maps one to one."""
+    """PostgreSQL ``numeric`` arrives as text (ADBC keeps its exact digits): read it as DuckDB
+    gives ``sum``/``avg`` results, an integer when every value is whole, else a float;
+    everything else maps one to one."""
+    for index, field in enumerate(table.schema):
+        if _pg_type(field) == "numeric":
+            column = table.column(index)
+            text = (pa.chunked_array([chunk.storage for chunk in column.chunks], column.type.storage_type)
+                    if hasattr(column.type, "storage_type") else column)
+            # sum() of integers is numeric in PostgreSQL and an integer in DuckDB: whole numbers stay whole
+            whole = not pc.any(pc.match_substring_regex(text, r"[^0-9-]")).as_py()
+            kind = pa.int64() if whole else pa.float64()
+            table = table.set_column(index, pa.field(field.name, kind), pc.cast(text, kind))
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
-    numeric = [f.name for f in table.schema if _pg_type(f) == "numeric"]
-    return frame.with_columns(pl.col(numeric).cast(pl.Float64)) if numeric else frame
+    return frame
 
 
 def _ingestable(frame: pl.DataFrame | pa.Table) -> pa.Table:
