@@ -94,9 +94,7 @@ class WarehouseDbtResource(DbtCliResource):
         url = self.warehouse_url
         if url is None:
             return {WAREHOUSE_PATH_ENV: str(self.warehouse_file)}
-        schema = getattr(self.warehouse.get(), "schema", None) or "public"
-        # profiles.yml still needs a DuckDB path to render its other output
-        return {**postgres_profile_env(url, schema), WAREHOUSE_PATH_ENV: str(self.warehouse_file)}
+        return postgres_profile_env(url, getattr(self.warehouse.get(), "schema", None) or "public")
 
     @cached_property
     def _cli_version(self) -> version.Version:
