@@ -20,7 +20,7 @@ installed in the child only, wrap the warehouse connection the product code uses
 Imported, it gives the tests the parent's side: start such a child, wait for its marker.
 
 Usage: python tests/child_jobs.py '<json spec>'
-  {"runs": [{"job": "ingest_applications", "first": "2026-03-02", "last": "2026-03-03"},
+  {"runs": [{"job": "ingest_applications", "first": "2026-03-02", "last": "2026-03-03", "config": {...}},
             {"simulate_reviews": 12}],
    "cli": ["demo"], "pause_after": "insert into \\"raw_applications\\"", "marker": "/tmp/m",
    "hold_until": null, "dbt_gate": null, "enospc": false}
@@ -135,7 +135,7 @@ def main() -> int:
             continue
         first = date.fromisoformat(run["first"]) if run.get("first") else None
         last = date.fromisoformat(run["last"]) if run.get("last") else first
-        result = run_job(run["job"], first_day=first, last_day=last)
+        result = run_job(run["job"], first_day=first, last_day=last, run_config=run.get("config"))
         print(f"RUN {run['job']} {result.run_id}", flush=True)
     return 0
 
