@@ -14,17 +14,16 @@ and every worker alike):
 
 * ``AIOS_CELERY_BROKER_URL`` and ``AIOS_CELERY_BACKEND_URL``: the broker and the result backend
   (e.g. ``redis://redis.internal:6379/0`` and ``.../1``); read when a run starts.
-* ``AIOS_WAREHOUSE_URL``: the warehouse on PostgreSQL (``postgresql+psycopg://...``); without it
-  the warehouse is the DuckDB file under ``AIOS_HOME``, which only suits workers on one machine.
-* ``AIOS_REVIEW_STORE_URL``, ``AIOS_MLFLOW_TRACKING_URI``, ``AIOS_HOME``: as for the default
-  code location.
+* ``AIOS_WAREHOUSE_URL``, ``AIOS_REVIEW_STORE_URL``, ``AIOS_MLFLOW_TRACKING_URI``, ``AIOS_HOME``:
+  the stores, as for the default code location (``aios_pipelines.defs.resources``). Workers on
+  several machines need the warehouse on PostgreSQL (``AIOS_WAREHOUSE_URL``): the DuckDB file
+  under ``AIOS_HOME`` only suits workers on the machine that holds it.
 
 The op job ``sweep_review_slas`` (one op on the review store) keeps the in-process executor.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,7 +32,6 @@ import dagster as dg
 CELERY_CODE_LOCATION = "aios_pipelines.celery_definitions"
 BROKER_ENV = "AIOS_CELERY_BROKER_URL"
 BACKEND_ENV = "AIOS_CELERY_BACKEND_URL"
-WAREHOUSE_URL_ENV = "AIOS_WAREHOUSE_URL"
 
 # Celery settings shared by the runs (executor) and the workers (worker_config_yaml). With
 # late acknowledgement and a prefetch of one, a worker busy with a step holds no second step
@@ -67,18 +65,6 @@ def worker_config_yaml(broker_url: str, backend_url: str) -> str:
                                   "config_source": dict(CELERY_SETTINGS)}}},
         sort_keys=False,
     )
-
-
-def _with_warehouse_url(resources: Mapping[str, Any], url: str) -> dict[str, Any]:
-    from aios_pipelines.defs.analytics.resources import warehouse_dbt_resource
-    from aios_pipelines.defs.resources import WarehouseResource
-
-    if "url" not in WarehouseResource.model_fields:
-        raise RuntimeError(f"{WAREHOUSE_URL_ENV} is set, but this version's warehouse resource has no PostgreSQL "
-                           "option (WarehouseResource.url)")
-    current = resources["warehouse"]
-    warehouse = WarehouseResource(path=current.path, url=url, lock_timeout_seconds=current.lock_timeout_seconds)
-    return {**resources, "warehouse": warehouse, "dbt": warehouse_dbt_resource(warehouse)}
 
 
 def with_executor(definitions: dg.Definitions, executor_def: dg.ExecutorDefinition) -> dg.Definitions:
@@ -116,11 +102,5 @@ def with_executor(definitions: dg.Definitions, executor_def: dg.ExecutorDefiniti
 def defs() -> dg.Definitions:
     from aios_pipelines.definitions import defs as product_defs
 
-    definitions = with_executor(product_defs(), celery_executor_def())
-    url = os.environ.get(WAREHOUSE_URL_ENV)
-    if url:
-        from dagster_shared.record import replace
-
-        definitions = replace(definitions, resources=_with_warehouse_url(definitions.resources or {}, url))
-    return definitions
+    return with_executor(product_defs(), celery_executor_def())
 
