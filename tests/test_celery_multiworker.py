@@ -61,6 +61,9 @@ LAST = START + timedelta(days=DAYS - 1)
 NIGHT = LAST + timedelta(days=1)
 # small data: a short out-of-time window, small leaves, an AUC the small sample reaches
 TRAINING = {"ops": {"credit_risk_model": {"config": {"oot_days": 5, "min_data_in_leaf": 20, "min_oot_auc": 0.6}}}}
+# monitoring judges a day of 150 applications too (the product waits for 200 before judging drift)
+MONITORING = {"ops": {"feature_drift_report": {"config": {"min_batch_rows": 50}},
+                      "score_stability": {"config": {"min_batch_rows": 50}}}}
 WORKERS = ("aios-w1", "aios-w2")
 WORKER_READY_SECONDS = 240
 
@@ -215,7 +218,7 @@ def run_nightly_path(paths: AiosPaths, instance: dg.DagsterInstance, review_stor
     done = same_underwriters(review_store)
     assert done["decided"] > 0 and done["refused"] == 0, done
     results += [
-        run("monitor_applications", NIGHT),
+        run("monitor_applications", NIGHT, run_config=MONITORING),
         run("copy_review_decisions"),
         run("build_analytics"),
     ]
@@ -336,8 +339,10 @@ def test_nightly_path_on_two_celery_workers_equals_the_embedded_run(
         widths = retyped.get("training_set", {})
         assert widths and all(t.startswith(("Int", "UInt")) for pair in widths.values() for t in pair), (hash_problem, widths)
         print(f"the champion's data snapshot hash differs only by integer widths {widths}: {hash_problem}")
-    for table in ("raw_applications", "application_features", "scored_applications", "review_cases",
-                  "human_decisions", "fct_application_decisions", "override_rates", "approval_funnel"):
+    for table in ("raw_applications", "application_features", "training_set", "scored_applications", "feature_drift",
+                  "score_stability", "review_cases", "human_decisions", "review_events", "fct_application_decisions",
+                  "fct_review_decisions", "override_rates", "approval_funnel", "time_to_decision",
+                  "portfolio_performance", "review_workload_forecast"):
         assert rows.get(table, 0) > 0, (table, rows)
 
 
