@@ -69,7 +69,8 @@ def worker_config_yaml(broker_url: str, backend_url: str) -> str:
 
 def with_executor(definitions: dg.Definitions, executor_def: dg.ExecutorDefinition) -> dg.Definitions:
     """The same definitions, every asset job with ``executor_def``; the schedules and sensors
-    that target those jobs target the new ones (same names)."""
+    that target those jobs target the new ones (same names), and assets materialized from the
+    UI (Dagster's implicit asset job) run with ``executor_def`` too."""
     from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
     from dagster_shared.record import copy, replace
 
@@ -95,7 +96,7 @@ def with_executor(definitions: dg.Definitions, executor_def: dg.ExecutorDefiniti
                 j.name in replaced for j in sensor.jobs):
             sensor = sensor.with_updated_jobs([swap(j) for j in sensor.jobs])
         sensors.append(sensor)
-    return replace(definitions, jobs=jobs, schedules=schedules, sensors=sensors)
+    return replace(definitions, jobs=jobs, schedules=schedules, sensors=sensors, executor=executor_def)
 
 
 @dg.definitions

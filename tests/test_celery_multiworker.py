@@ -50,8 +50,6 @@ from aios_pipelines.storage.warehouse import Warehouse
 from aios_pipelines.synthetic.generator import write_landing
 from aios_pipelines.synthetic.reviewers import simulate_reviews
 
-pytestmark = pytest.mark.slow
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 START = date(2026, 3, 2)
 DAYS = 70
@@ -81,6 +79,30 @@ WAREHOUSE_URL_ENV = "AIOS_WAREHOUSE_URL"
 
 def _quiet(_: str) -> None:
     return None
+
+
+# ---------------------------------------------------------------------- the Celery code location
+
+
+@pytest.mark.usefixtures("aios_paths")
+def test_celery_code_location_runs_every_asset_job_on_celery_and_leaves_the_default_alone():
+    from aios_pipelines.celery_definitions import defs as celery_defs
+    from aios_pipelines.definitions import defs as product_defs
+
+    product = product_defs().get_repository_def()
+    celery = celery_defs().get_repository_def()
+    executors = {job.name: job.executor_def.name for job in celery.get_all_jobs()}
+    assert executors.pop("sweep_review_slas") == "in_process"  # one op on the review store
+    # every asset job, and Dagster's implicit one for materializations from the UI
+    assert set(executors.values()) == {"celery"} and {"score_applications", "__ASSET_JOB"} <= set(executors)
+    assert {job.name: job.executor_def.name for job in product.get_all_jobs() if not job.name.startswith("__")} == {
+        name: "in_process" for name in [*executors, "sweep_review_slas"] if not name.startswith("__")}
+    # the schedules and sensors launch the Celery jobs of the same names
+    assert {s.name: s.job_name for s in celery.schedule_defs} == {s.name: s.job_name for s in product.schedule_defs}
+    for schedule in celery.schedule_defs:
+        assert celery.get_job(schedule.job_name).executor_def.name == executors.get(schedule.job_name, "in_process")
+    assert {s.name: sorted(t.job_name for t in s.targets) for s in celery.sensor_defs} == {
+        s.name: sorted(t.job_name for t in s.targets) for s in product.sensor_defs}
 
 
 # ---------------------------------------------------------------------- servers and workers
@@ -247,6 +269,7 @@ def _env(monkeypatch: pytest.MonkeyPatch, **values: str | None) -> None:
             monkeypatch.setenv(name, value)
 
 
+@pytest.mark.slow
 def test_nightly_path_on_two_celery_workers_equals_the_embedded_run(
         tmp_path: Path, landing_template: Path, postgres_server: PostgresServer, redis_server: RedisServer,
         monkeypatch: pytest.MonkeyPatch):
@@ -328,7 +351,12 @@ def test_nightly_path_on_two_celery_workers_equals_the_embedded_run(
     def cases(store: ReviewStore) -> dict:
         return dict(sorted(store.status_counts().items()))
 
-    assert cases(review_store) == cases(ReviewStore.for_paths(embedded)) and cases(review_store).get("decided", 0) > 0
+    embedded_store = ReviewStore.for_paths(embedded)
+    try:
+        assert cases(review_store) == cases(embedded_store) and cases(review_store).get("decided", 0) > 0
+    finally:
+        embedded_store.dispose()
+        review_store.dispose()
 
     rows, retyped = compare_worlds(embedded, celery, warehouse_url)
     print(f"rows per table: {rows}\ncolumn types that differ between DuckDB and PostgreSQL: {retyped}")
