@@ -11,7 +11,11 @@ The test starts and stops every server and worker itself: the session's PostgreS
 
 The world is small: 70 days of 150 applications (10 days of matured outcomes) ingested, a
 champion trained on them, then one nightly day: ingest, score, publish to the review store,
-simulated underwriters, monitoring (drift), the decisions copy and the dbt build.
+simulated underwriters (the same decisions in both worlds), monitoring (drift, score stability),
+the decisions copy and the dbt build. Compared: every warehouse table and dbt model (rows and
+values; times, generated ids and run ids aside), the champion and the review stores' cases.
+One known difference is tolerated and printed: PostgreSQL hands one-byte integers back as
+Int16, and the champion's data snapshot hash names column types.
 """
 
 from __future__ import annotations
@@ -44,8 +48,8 @@ from aios_pipelines.modeling.registry import ModelRegistry, RegistryConfig, defa
 from aios_pipelines.review.store import ReviewStore
 from aios_pipelines.settings import AiosPaths
 from aios_pipelines.storage.postgres_server import HOST, PostgresServer
-from aios_pipelines.storage.redis_server import RedisServer, RedisUnavailable
 from aios_pipelines.storage.postgres_warehouse import PostgresWarehouse
+from aios_pipelines.storage.redis_server import RedisServer, RedisUnavailable
 from aios_pipelines.storage.warehouse import Warehouse
 from aios_pipelines.synthetic.generator import write_landing
 from aios_pipelines.synthetic.reviewers import simulate_reviews
@@ -305,12 +309,14 @@ def test_nightly_path_on_two_celery_workers_equals_the_embedded_run(
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     celery_started = time.perf_counter()
-    with celery_workers(env, tmp_path / "celery", broker, backend) as workers:
-        instance = get_instance(celery)
-        try:
+    # the instance's schema first: each worker's CLI opens the instance as it starts, and two
+    # processes creating the schema of a fresh database at once collide
+    instance = get_instance(celery)
+    try:
+        with celery_workers(env, tmp_path / "celery", broker, backend) as workers:
             celery_results = run_nightly_path(celery, instance, review_store, CELERY_CODE_LOCATION)
-        finally:
-            instance.dispose()
+    finally:
+        instance.dispose()
     celery_seconds = time.perf_counter() - celery_started
     # no step handed a value to another through the io manager's files under DAGSTER_HOME (the
     # assets meet in the stores), so workers on other machines need no shared Dagster storage
