@@ -112,6 +112,24 @@ def test_celery_code_location_runs_every_asset_job_on_celery_and_leaves_the_defa
 # ---------------------------------------------------------------------- servers and workers
 
 
+def test_redis_server_starts_on_loopback_and_is_removed(monkeypatch: pytest.MonkeyPatch):
+    import socket
+
+    from aios_pipelines.storage import redis_server
+
+    with RedisServer() as server:
+        root, port = server.root, server.port
+        assert server.url(3) == f"redis://{HOST}:{port}/3" and server.ping()
+        with socket.create_connection((HOST, port), timeout=5) as sock:
+            sock.sendall(b"SET k v\r\nGET k\r\n")
+            time.sleep(0.2)
+            assert sock.recv(64) == b"+OK\r\n$1\r\nv\r\n"
+    assert not root.exists() and not server.ping()
+    monkeypatch.setattr(redis_server, "redis_server_binary", lambda: None)
+    with pytest.raises(RedisUnavailable, match="make system-deps"):
+        RedisServer().start()
+
+
 @pytest.fixture()
 def redis_server() -> Iterator[RedisServer]:
     server = RedisServer(prefix="aios_test_redis_")
