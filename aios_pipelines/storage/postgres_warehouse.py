@@ -180,8 +180,11 @@ class PostgresWarehouse:
         con = PostgresConnection(raw, self.schema)
         try:
             name = quote_identifier(self.schema)
-            if not read_only:
-                con.execute(f"create schema if not exists {name}")
+            # CREATE SCHEMA IF NOT EXISTS needs the CREATE right even when the schema exists,
+            # which a deployment's warehouse role usually lacks: look first
+            if not read_only and not con.execute(
+                    "select count(*) from pg_namespace where nspname = ?", [self.schema]).fetchone()[0]:
+                con.execute(f"create schema {name}")
             con.execute(f"set search_path to {name}")
             if read_only:
                 con.execute("set default_transaction_read_only = on")
