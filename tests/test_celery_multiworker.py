@@ -13,9 +13,8 @@ The world is small: 70 days of 150 applications (10 days of matured outcomes) in
 champion trained on them, then one nightly day: ingest, score, publish to the review store,
 simulated underwriters (the same decisions in both worlds), monitoring (drift, score stability),
 the decisions copy and the dbt build. Compared: every warehouse table and dbt model (rows and
-values; times, generated ids and run ids aside), the champion and the review stores' cases.
-One known difference is tolerated and printed: PostgreSQL hands one-byte integers back as
-Int16, and the champion's data snapshot hash names column types.
+values; times, generated ids and run ids aside), the champion (metrics and data snapshot hash)
+and the review stores' cases.
 """
 
 from __future__ import annotations
@@ -384,13 +383,9 @@ def test_nightly_path_on_two_celery_workers_equals_the_embedded_run(
 
     rows, retyped = compare_worlds(embedded, celery, warehouse_url)
     print(f"rows per table: {rows}\ncolumn types that differ between DuckDB and PostgreSQL: {retyped}")
-    if hash_problem:
-        # Known, reported: PostgreSQL has no one-byte integer, so training_set's Int8 columns come
-        # back from the warehouse as Int16, and the data snapshot hash names the column types.
-        # The rows are equal (compare_worlds above); only integer widths may explain the difference.
-        widths = retyped.get("training_set", {})
-        assert widths and all(t.startswith(("Int", "UInt")) for pair in widths.values() for t in pair), (hash_problem, widths)
-        print(f"the champion's data snapshot hash differs only by integer widths {widths}: {hash_problem}")
+    # the warehouse hands each table back with the types it was written with, on either engine,
+    # so the training data's snapshot hash (which names column types) is the same
+    assert not hash_problem, (hash_problem, retyped.get("training_set"))
     for table in ("raw_applications", "application_features", "training_set", "scored_applications", "feature_drift",
                   "score_stability", "review_cases", "human_decisions", "review_events", "fct_application_decisions",
                   "fct_review_decisions", "override_rates", "approval_funnel", "time_to_decision",

@@ -96,6 +96,13 @@ def _ingestable(frame: pl.DataFrame | pa.Table) -> pa.Table:
     return (frame.with_columns(exprs) if exprs else frame).to_arrow()
 
 
+# polars types PostgreSQL has no column type for: stored widened, named in a column comment and
+# restored by read_table, so a frame reads back as it was written (as on DuckDB)
+_NARROWED = {pl.Int8: pl.Int8, pl.UInt8: pl.UInt8, pl.UInt16: pl.UInt16, pl.UInt32: pl.UInt32,
+             pl.UInt64: pl.UInt64}
+_DTYPE_COMMENT = "polars dtype: "
+
+
 class _Result:
     def __init__(self, cursor: Any):
         self._cursor = cursor
@@ -210,7 +217,17 @@ class PostgresWarehouse:
         if not self.table_exists(table):
             raise LookupError(f"table {table} is not in the warehouse {self.path}: materialize it first")
         clause = f" where {where}" if where else ""
-        return self.query(f"select * from {quote_identifier(table)}{clause}", params)
+        with self.connect(read_only=True) as con:
+            frame = con.sql(f"select * from {quote_identifier(table)}{clause}", params).pl()
+            comments = con.execute(
+                "select attname, col_description(attrelid, attnum) from pg_attribute "
+                "where attrelid = ?::regclass and attnum > 0 and not attisdropped",
+                [f"{self.schema}.{table}"]).fetchall()
+        narrowed = {name: text.removeprefix(_DTYPE_COMMENT) for name, text in comments
+                    if text and text.startswith(_DTYPE_COMMENT)}
+        dtypes = {t.__name__: t for t in _NARROWED}
+        casts = {name: dtypes[kind] for name, kind in narrowed.items() if kind in dtypes and name in frame.columns}
+        return frame.cast(casts) if casts else frame
 
     def replace_partitions(self, table: str, frame: pl.DataFrame, partition_column: str,
                            partition_values: Sequence[Any]) -> int:
@@ -230,7 +247,7 @@ class PostgresWarehouse:
                 for i, (table, frame) in enumerate(frames.items()):
                     view = f"incoming_rows_{i}"
                     con.register(view, frame)
-                    _create_like(con, table, view)
+                    _create_like(con, table, view, frame.schema)
                     con.execute(f"delete from {quote_identifier(table)} where {quote_identifier(partition_column)} "
                                 "in (select v from replaced_partitions)")
                     _insert_by_name(con, table, view, frame.columns)
@@ -244,7 +261,7 @@ class PostgresWarehouse:
             for i, (table, (frame, key)) in enumerate((upsert or {}).items()):
                 view = f"upserted_{i}"
                 con.register(view, frame)
-                _create_like(con, table, view)
+                _create_like(con, table, view, frame.schema)
                 con.execute(f"delete from {quote_identifier(table)} where {quote_identifier(key)} in "
                             f"(select {quote_identifier(key)} from {view})")
                 _insert_by_name(con, table, view, frame.columns)
@@ -266,16 +283,23 @@ def _transaction(con: PostgresConnection) -> Iterator[None]:
         raise
 
 
-def _create_like(con: PostgresConnection, table: str, view: str) -> None:
+def _create_like(con: PostgresConnection, table: str, view: str, schema: pl.Schema) -> None:
     """The table with the incoming rows' columns and types if it is not there yet; columns the
     incoming rows bring that the table lacks are added (DuckDB's ``by name`` insert would
-    refuse them, but a first write of an older release's table must not lose them)."""
+    refuse them, but a first write of an older release's table must not lose them). A new
+    column whose polars type PostgreSQL lacks is commented with it, for ``read_table``."""
     name = quote_identifier(table)
+    existed = con.execute("select to_regclass(?) is not null", [f"{con.schema}.{table}"]).fetchone()[0]
     con.execute(f"create table if not exists {name} as select * from pg_temp.{view} limit 0")
-    present = con.column_types(f"{con.schema}.{table}")
+    present = con.column_types(f"{con.schema}.{table}") if existed else {}
     for column, type_name in con.column_types(f"pg_temp.{view}").items():
-        if column not in present:
+        if column in present:
+            continue
+        if existed:
             con.execute(f"alter table {name} add column {quote_identifier(column)} {type_name}")
+        dtype = schema.get(column)
+        if dtype is not None and type(dtype) in _NARROWED:
+            con.execute(f"comment on column {name}.{quote_identifier(column)} is '{_DTYPE_COMMENT}{dtype}'")
 
 
 def _insert_by_name(con: PostgresConnection, table: str, view: str, columns: Sequence[str]) -> None:
@@ -292,6 +316,6 @@ def _insert_by_name(con: PostgresConnection, table: str, view: str, columns: Seq
 
 def _replace_rows(con: PostgresConnection, table: str, frame: pl.DataFrame, view: str) -> None:
     con.register(view, frame)
-    _create_like(con, table, view)
+    _create_like(con, table, view, frame.schema)
     con.execute(f"delete from {quote_identifier(table)}")
     _insert_by_name(con, table, view, frame.columns)
