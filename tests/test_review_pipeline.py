@@ -208,3 +208,44 @@ def test_the_case_copy_carries_each_cases_expert_queue(home, instance):
     wh = Warehouse(home.warehouse)
     copied = dict(wh.query("select case_id, expert_queue from review_cases").rows())
     assert copied == {**in_store, older: "general"}
+
+
+def test_the_copy_reads_only_what_it_needs_and_equals_the_full_case_and_claim_history(home, instance):
+    """The copy reads the cases' copied columns and the claims of newly decided cases only:
+    the result must equal the row-by-row build from every case and every event."""
+    from aios_pipelines.review.queues import QueueRules
+    from aios_pipelines.review.warehouse_copy import cases_table
+
+    res = resources(home)
+    assert dg.materialize([review_queue], partition_key=DAY.isoformat(), resources=res, instance=instance).success
+    store = ReviewStore.for_paths(home)
+    _decide_some(store, 2)
+    assert dg.materialize([review_copies], resources=res, instance=instance).success
+    store.add_user("bo", "underwriter")
+    # claimed earlier by one reviewer, released, then claimed and decided by another
+    case = next(c for c in store.list_cases(status="open") if not c["requires_four_eyes"])
+    store.claim(case["case_id"], "ana")
+    store.release(case["case_id"], "ana")
+    store.claim(case["case_id"], "bo")
+    store.decide(case["case_id"], "bo", case["model_recommendation"], ["R07"] if case["model_recommendation"] == "decline" else None)
+    _decide_some(store, 2, start=1)
+    assert dg.materialize([review_copies], resources=res, instance=instance).success
+
+    wh = Warehouse(home.warehouse)
+    rules = QueueRules(PolicyResource(policy_path=str(DEFAULT_POLICY_PATH), control_dir=str(home.control)).policy())
+    expected = cases_table(store.all_cases(), queue_of=store.use_queues(rules).queue_of)
+    copied = wh.read_table("review_cases")
+    assert copied.sort("case_id").equals(expected.sort("case_id"))
+    assert copied.filter(pl.col("status") == "decided").height == 5
+
+    claims = {}
+    for event in store.events_since(0, limit=1_000_000):
+        if event["event_type"] == "claimed":
+            claims.setdefault((event["case_id"], event["actor"]), []).append(event["at"].replace(tzinfo=None))
+    decisions = wh.query("select case_id, reviewer, claimed_at, decided_at from human_decisions")
+    assert decisions.height == 5
+    for case_id, reviewer, claimed_at, decided_at in decisions.iter_rows():
+        earlier = [t for t in claims.get((case_id, reviewer), []) if t <= decided_at]
+        assert claimed_at == (max(earlier) if earlier else decided_at)
+    bo = decisions.filter(pl.col("reviewer") == "bo").row(0, named=True)
+    assert bo["claimed_at"] < bo["decided_at"]

@@ -1146,6 +1146,25 @@ class ReviewStore:
         with self._read() as conn:
             return [_row(r) for r in conn.execute(select(cases).order_by(cases.c.created_at, cases.c.case_id))]
 
+    def case_columns(self, columns: Sequence[str]) -> list[tuple]:
+        """Every case as it stands now, only ``columns`` (no JSON to decode), oldest first: the
+        warehouse copy's read, whose cost grows with every case the store has ever held."""
+        query = select(*[cases.c[name] for name in columns]).order_by(cases.c.created_at, cases.c.case_id)
+        with self._read() as conn:
+            return [tuple(row) for row in conn.execute(query)]
+
+    def claim_events(self, case_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """The ``claimed`` events of the given cases, in order (for the decisions copy)."""
+        found: list[dict[str, Any]] = []
+        ids = sorted(set(case_ids))
+        with self._read() as conn:
+            for chunk in _chunks(ids):
+                query = (select(review_events.c.event_id, review_events.c.case_id, review_events.c.event_type,
+                                review_events.c.actor, review_events.c.at)
+                         .where(review_events.c.event_type == "claimed", review_events.c.case_id.in_(chunk)))
+                found.extend(_row(r) for r in conn.execute(query))
+        return sorted(found, key=lambda e: e["event_id"])
+
     def events_since(self, cursor: int = 0, limit: int = 10_000) -> list[dict[str, Any]]:
         """Case events with ``event_id > cursor`` in order (events are never updated or deleted)."""
         query = select(review_events).where(review_events.c.event_id > int(cursor)).order_by(review_events.c.event_id)

@@ -5,7 +5,7 @@ Pure: no Dagster, no I/O."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -40,19 +40,28 @@ def cases_table(
     """``all_cases`` rows. ``queue_of`` names a case's expert queue (``ReviewStore.queue_of``:
     an older case stored before the queues existed is in the default queue); without it the
     stored value is copied as is."""
-    rows = []
-    for case in cases:
-        rows.append(
-            {
-                **{k: case.get(k) for k in REVIEW_CASES_SCHEMA},
-                "expert_queue": queue_of(case) if queue_of is not None else case.get("expert_queue"),
-                "created_at": _naive_utc(case.get("created_at")),
-                "due_at": _naive_utc(case.get("due_at")),
-                "decided_at": _naive_utc(case.get("decided_at")),
-                "model_version": None if case.get("model_version") is None else str(case["model_version"]),
-            }
-        )
-    return _frame(rows, REVIEW_CASES_SCHEMA)
+    return cases_table_from_columns([tuple(case.get(k) for k in CASE_COPY_COLUMNS) for case in cases], queue_of)
+
+
+# The store's case columns the warehouse copy keeps, in REVIEW_CASES_SCHEMA's order:
+# ``ReviewStore.case_columns(CASE_COPY_COLUMNS)`` reads exactly these.
+CASE_COPY_COLUMNS = tuple(REVIEW_CASES_SCHEMA)
+
+
+def cases_table_from_columns(
+    rows: Sequence[Sequence[Any]], queue_of: Callable[[Mapping[str, Any]], str] | None = None
+) -> pl.DataFrame:
+    """``cases_table`` from ``ReviewStore.case_columns(CASE_COPY_COLUMNS)`` tuples, built column
+    by column: the copy takes every case the store holds on each run, so no per-row dicts."""
+    values = {name: [row[i] for row in rows] for i, name in enumerate(CASE_COPY_COLUMNS)}
+    for name in ("created_at", "due_at", "decided_at"):
+        values[name] = [_naive_utc(v) for v in values[name]]
+    values["model_version"] = [None if v is None else str(v) for v in values["model_version"]]
+    if queue_of is not None:
+        # a case's expert queue depends only on its stored name: resolve each name once
+        resolved = {name: queue_of({"expert_queue": name}) for name in set(values["expert_queue"])}
+        values["expert_queue"] = [resolved[name] for name in values["expert_queue"]]
+    return pl.DataFrame(values, schema=REVIEW_CASES_SCHEMA)
 
 
 def events_table(events: Iterable[Mapping[str, Any]]) -> pl.DataFrame:

@@ -122,7 +122,12 @@ def review_copies(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     store's own sequence numbers, so a re-run or a crash mid-copy never duplicates), and a fresh
     snapshot of the cases with each one's expert queue as the policy in force resolves it."""
     from aios_pipelines.review.queues import QueueRules
-    from aios_pipelines.review.warehouse_copy import cases_table, decisions_table, events_table
+    from aios_pipelines.review.warehouse_copy import (
+        CASE_COPY_COLUMNS,
+        cases_table_from_columns,
+        decisions_table,
+        events_table,
+    )
 
     store = review_store.get().use_queues(QueueRules(policy.policy()))
     wh = warehouse.get()
@@ -133,8 +138,8 @@ def review_copies(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     in_store = store.last_decision_seq()
     new_decisions = store.decisions_since(int(decision_cursor or 0), limit=1_000_000)
     new_events = store.events_since(int(event_cursor or 0), limit=1_000_000)
-    claim_events = [e for e in store.events_since(0, limit=10_000_000) if e["event_type"] == "claimed"] if new_decisions else []
-    cases = cases_table(store.all_cases(), queue_of=store.queue_of)
+    claim_events = store.claim_events({d["case_id"] for d in new_decisions}) if new_decisions else []
+    cases = cases_table_from_columns(store.case_columns(CASE_COPY_COLUMNS), queue_of=store.queue_of)
     decisions = decisions_table(new_decisions, claim_events)
     events = events_table(new_events)
     wh.sync_tables(
