@@ -41,7 +41,7 @@ from aios_pipelines.celery_definitions import (
     CELERY_CODE_LOCATION,
     worker_config_yaml,
 )
-from aios_pipelines.defs.instance import DAGSTER_YAML, get_instance
+from aios_pipelines.defs.instance import get_instance, postgres_instance_yaml
 from aios_pipelines.defs.runner import run_job
 from aios_pipelines.modeling.registry import ModelRegistry, RegistryConfig, default_registry_config
 from aios_pipelines.review.store import ReviewStore
@@ -211,16 +211,7 @@ def celery_workers(env: dict[str, str], folder: Path, broker: str, backend: str)
 
 
 def _postgres_dagster_yaml(server: PostgresServer, db_name: str) -> str:
-    return DAGSTER_YAML + (
-        "storage:\n"
-        "  postgres:\n"
-        "    postgres_db:\n"
-        f"      username: {server.superuser}\n"
-        f"      hostname: {HOST}\n"
-        f"      port: {server.port}\n"
-        f"      db_name: {db_name}\n"
-        "      scheme: postgresql+psycopg2\n"
-    )
+    return postgres_instance_yaml(username=server.superuser, hostname=HOST, port=server.port, db_name=db_name)
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from aios_pipelines.defs.instance import DAGSTER_YAML, get_instance
+from aios_pipelines.defs.instance import get_instance, postgres_instance_yaml
 from aios_pipelines.defs.runner import run_job
 from aios_pipelines.settings import AiosPaths
 from aios_pipelines.storage.postgres_server import HOST, PostgresServer
@@ -26,20 +26,7 @@ PER_DAY = 40
 
 
 def postgres_dagster_yaml(server: PostgresServer, db_name: str) -> str:
-    """The project's instance settings (pools, run monitoring) with run, event-log and
-    schedule storage in PostgreSQL. ``scheme: postgresql+psycopg2``: dagster-postgres issues
-    ``NOTIFY run_events, %(id)s``, which only psycopg2 accepts, and SQLAlchemy 2.1 maps a
-    bare ``postgresql://`` to psycopg 3."""
-    return DAGSTER_YAML + (
-        "storage:\n"
-        "  postgres:\n"
-        "    postgres_db:\n"
-        f"      username: {server.superuser}\n"
-        f"      hostname: {HOST}\n"
-        f"      port: {server.port}\n"
-        f"      db_name: {db_name}\n"
-        "      scheme: postgresql+psycopg2\n"
-    )
+    return postgres_instance_yaml(username=server.superuser, hostname=HOST, port=server.port, db_name=db_name)
 
 
 @pytest.fixture()

@@ -28,6 +28,24 @@ run_monitoring:
 """
 
 
+def postgres_instance_yaml(*, username: str, hostname: str, port: int, db_name: str) -> str:
+    """``DAGSTER_YAML`` (pools, run monitoring) with run, event-log and schedule storage in
+    PostgreSQL (dagster-postgres) for a server that trusts the user, as the tests' does; a
+    deployment adds ``password: {env: DAGSTER_PG_PASSWORD}`` (docs/DEPLOYMENT.md).
+    ``scheme: postgresql+psycopg2``: dagster-postgres issues ``NOTIFY run_events, %(id)s``,
+    which only psycopg2 accepts, and SQLAlchemy 2.1 maps a bare ``postgresql://`` to psycopg 3."""
+    return DAGSTER_YAML + (
+        "storage:\n"
+        "  postgres:\n"
+        "    postgres_db:\n"
+        f"      username: {username}\n"
+        f"      hostname: {hostname}\n"
+        f"      port: {port}\n"
+        f"      db_name: {db_name}\n"
+        "      scheme: postgresql+psycopg2\n"
+    )
+
+
 def dagster_home(paths: AiosPaths | None = None) -> Path:
     configured = os.environ.get("DAGSTER_HOME")
     home = Path(configured) if configured else (paths or aios_paths()).dagster_home

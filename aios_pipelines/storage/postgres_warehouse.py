@@ -23,7 +23,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from aios_pipelines.storage.warehouse import quote_identifier
+from aios_pipelines.storage.warehouse import check_partition_frames, quote_identifier
 
 _PG_TYPE_KEY = b"POSTGRESQL:type"
 
@@ -235,12 +235,7 @@ class PostgresWarehouse:
 
     def replace_partitions_together(self, frames: dict[str, pl.DataFrame], partition_column: str,
                                     partition_values: Sequence[Any]) -> dict[str, int]:
-        for table, frame in frames.items():
-            if partition_column not in frame.columns:
-                raise ValueError(f"{table}: frame has no partition column {partition_column!r}")
-            stray = frame.filter(~pl.col(partition_column).is_in(list(partition_values)))
-            if stray.height:
-                raise ValueError(f"{table}: {stray.height} rows fall outside the partitions being replaced")
+        check_partition_frames(frames, partition_column, partition_values)
         with self.connect() as con:
             con.register("replaced_partitions", pl.DataFrame({"v": list(partition_values)}))
             with _transaction(con):

@@ -48,6 +48,18 @@ def _rollback(con: duckdb.DuckDBPyConnection) -> None:
         pass
 
 
+def check_partition_frames(frames: dict[str, pl.DataFrame], partition_column: str,
+                           partition_values: Sequence[Any]) -> None:
+    """Refuse, before anything is written, frames that lack the partition column or hold rows
+    of partitions other than the ones being replaced."""
+    for table, frame in frames.items():
+        if partition_column not in frame.columns:
+            raise ValueError(f"{table}: frame has no partition column {partition_column!r}")
+        stray = frame.filter(~pl.col(partition_column).is_in(list(partition_values)))
+        if stray.height:
+            raise ValueError(f"{table}: {stray.height} rows fall outside the partitions being replaced")
+
+
 @dataclass(frozen=True)
 class Warehouse:
     path: Path
@@ -135,12 +147,7 @@ class Warehouse:
     ) -> dict[str, int]:
         """Replace the same partitions of several tables in ONE transaction (a table and its
         quarantine, say): a crash leaves all of them as they were, or all replaced."""
-        for table, frame in frames.items():
-            if partition_column not in frame.columns:
-                raise ValueError(f"{table}: frame has no partition column {partition_column!r}")
-            stray = frame.filter(~pl.col(partition_column).is_in(list(partition_values)))
-            if stray.height:
-                raise ValueError(f"{table}: {stray.height} rows fall outside the partitions being replaced")
+        check_partition_frames(frames, partition_column, partition_values)
         values_table = pl.DataFrame({"v": list(partition_values)}).to_arrow()
         with self.connect() as con:
             con.register("replaced_partitions", values_table)
