@@ -29,6 +29,7 @@ from aios_pipelines.review import publish
 from aios_pipelines.review.checkpoints import checkpoint_row
 from aios_pipelines.review.store import ReviewStore
 from aios_pipelines.settings import DEFAULT_CONTRACT_PATH, AiosPaths
+from aios_pipelines.storage.postgres_warehouse import PostgresWarehouse
 from aios_pipelines.storage.warehouse import Warehouse
 from aios_pipelines.synthetic.generator import generate_applications
 
@@ -102,10 +103,17 @@ def test_the_personal_flag_is_validated(tmp_path):
 # --------------------------------------------------------------------------- a home with both stores
 
 
-@pytest.fixture()
-def home(aios_paths: AiosPaths, contract):
-    """Three application days (30, 8 and under 1 month old) in the warehouse and the review store."""
-    wh = Warehouse(aios_paths.warehouse)
+@pytest.fixture(params=["duckdb", "postgres"])
+def home(request, aios_paths: AiosPaths, contract, monkeypatch):
+    """Three application days (30, 8 and under 1 month old) in the warehouse (the DuckDB file, or
+    PostgreSQL through AIOS_WAREHOUSE_URL as a deployment sets it) and the review store."""
+    if request.param == "postgres":
+        url = request.getfixturevalue("postgres_url")
+        monkeypatch.setenv("AIOS_WAREHOUSE_URL", url)
+        wh = PostgresWarehouse(url)
+    else:
+        monkeypatch.delenv("AIOS_WAREHOUSE_URL", raising=False)
+        wh = Warehouse(aios_paths.warehouse)
     raw_frames, scored_frames, quarantine = [], [], []
     for i, day in enumerate(DAYS):
         apps, _ = generate_applications(day, PER_DAY, seed=11 + i)
@@ -338,7 +346,8 @@ def test_training_leaves_out_what_retention_emptied(home, contract):
                           (pl.int_range(pl.len()) % 2).cast(pl.Int64).alias("defaulted"))
     wh.replace_table("raw_loan_outcomes", outcomes)
     apply_retention(RetentionPolicy(), contract, wh, store)
-    resources = {"warehouse": WarehouseResource(path=str(paths.warehouse)),
+    url = wh.url if isinstance(wh, PostgresWarehouse) else None
+    resources = {"warehouse": WarehouseResource(path=str(paths.warehouse), url=url),
                  "landing": LandingResource(landing_dir=str(paths.landing), contract_path=str(DEFAULT_CONTRACT_PATH))}
     with dg.instance_for_test() as instance:
         assert dg.materialize([training_set], resources=resources, instance=instance,

@@ -273,15 +273,27 @@ def plan_rows(rows: Iterable[Mapping[str, Any]], target: Target, names: frozense
 
 def _warehouse_columns(con: Any, table: str) -> dict[str, str] | None:
     found = con.execute(
-        "select column_name, data_type from information_schema.columns where table_name = ? and table_schema = 'main'",
+        "select column_name, data_type from information_schema.columns "
+        "where table_name = ? and table_schema = current_schema()",
         [table],
     ).fetchall()
     return {name: kind for name, kind in found} or None
 
 
-def plan_warehouse(con: Any, targets: list[Target], names: frozenset[str], cutoff: date) -> list[TablePlan]:
+def _row_id(con: Any) -> tuple[str, str]:
+    """(the select expression of a row's id, the update's match on it) for the warehouse's
+    engine: DuckDB's ``rowid``; PostgreSQL's ``ctid``, which holds only while the rows are
+    locked, so there the plan is read ``for update`` in the transaction that writes."""
+    if getattr(con, "engine", "duckdb") == "postgres":
+        return "ctid::text", "{table}.ctid = {view}.__rowid::tid"
+    return "rowid", "{table}.rowid = {view}.__rowid"
+
+
+def plan_warehouse(con: Any, targets: list[Target], names: frozenset[str], cutoff: date,
+                   lock: bool = False) -> list[TablePlan]:
     from aios_pipelines.storage.warehouse import quote_identifier as q
 
+    row_id = _row_id(con)[0]
     plans = []
     for target in targets:
         present = _warehouse_columns(con, target.table)
@@ -296,8 +308,8 @@ def plan_warehouse(con: Any, targets: list[Target], names: frozenset[str], cutof
         pending = (" and (" + " or ".join(f"{q(c)} is not null" for c in columns) + ")"
                    if all(kind == "null" for kind in columns.values()) else "")
         frame = con.sql(
-            f"select rowid as __rowid{key}, {', '.join(q(c) for c in columns)} from {q(target.table)} "
-            f"where {q(target.date_column)} < ?{pending}",
+            f"select {row_id} as __rowid{key}, {', '.join(q(c) for c in columns)} from {q(target.table)} "
+            f"where {q(target.date_column)} < ?{pending}{' for update' if lock else ''}",
             params=[cutoff],
         ).pl()
         updates, touched, digest = plan_rows(frame.iter_rows(named=True), scoped, names, "__rowid")
@@ -306,20 +318,21 @@ def plan_warehouse(con: Any, targets: list[Target], names: frozenset[str], cutof
 
 
 def write_warehouse(con: Any, plans: list[TablePlan]) -> None:
-    """Rewrite the planned rows, by rowid, inside the caller's transaction."""
+    """Rewrite the planned rows, by row id, inside the caller's transaction."""
     from aios_pipelines.storage.warehouse import quote_identifier as q
 
+    row_id, match = _row_id(con)
     for i, plan in enumerate(plans):
         if not plan.updates:
             continue
         table = q(plan.table)
         columns = [c for c in plan.updates[0] if c != "__rowid"]
-        schema = dict(con.sql(f"select rowid as __rowid, {', '.join(q(c) for c in columns)} from {table} limit 0")
+        schema = dict(con.sql(f"select {row_id} as __rowid, {', '.join(q(c) for c in columns)} from {table} limit 0")
                       .pl().schema)
         view = f"retention_rows_{i}"
         con.register(view, pl.DataFrame(plan.updates, schema=schema, orient="row").to_arrow())
         assignments = ", ".join(f"{q(c)} = {view}.{q(c)}" for c in columns)
-        con.execute(f"update {table} set {assignments} from {view} where {table}.rowid = {view}.__rowid")
+        con.execute(f"update {table} set {assignments} from {view} where {match.format(table=table, view=view)}")
         con.unregister(view)
 
 
@@ -450,7 +463,6 @@ def apply_retention(
     """Remove the personal fields of applications older than ``policy``'s period (see the
     module's docstring). ``warehouse``: :class:`~aios_pipelines.storage.warehouse.Warehouse`
     (skipped when its file does not exist yet); ``store``: the review store."""
-    from pathlib import Path
 
     policy.check()
     now = now or datetime.now(timezone.utc)
@@ -462,19 +474,21 @@ def apply_retention(
     run_id = uuid.uuid4().hex
     override = policy.override_reason if policy.overridden else None
 
-    if getattr(warehouse, "engine", "duckdb") != "duckdb":
-        # rows are rewritten by DuckDB's rowid; PostgreSQL has no stable row id to plan by
-        raise RetentionError(
-            f"retention on a PostgreSQL warehouse ({warehouse.path}) is not supported: it rewrites rows by "
-            "DuckDB's rowid. Run it against the DuckDB warehouse, or remove the fields with SQL by key.")
-    has_warehouse = Path(warehouse.path).exists()
-    if has_warehouse:
+    if warehouse.exists():
         with warehouse.connect(read_only=dry_run) as con:
-            warehouse_plans = plan_warehouse(con, targets, names, cutoff)
+            # PostgreSQL: other writers may run meanwhile, and a row's ctid holds only while it is
+            # locked, so plan and write in one transaction (DuckDB's single writer needs no lock)
+            locked = not dry_run and getattr(con, "engine", "duckdb") == "postgres"
+            if locked:
+                con.execute("begin transaction")
+            warehouse_plans = plan_warehouse(con, targets, names, cutoff, lock=locked)
             report = RetentionReport(policy.months, cutoff, dry_run, override, warehouse_plans, run_id)
             changed = sum(p.rows for p in warehouse_plans)
+            if locked and not changed:
+                con.execute("commit")
             if not dry_run and changed:
-                con.execute("begin transaction")
+                if not locked:
+                    con.execute("begin transaction")
                 try:
                     write_warehouse(con, warehouse_plans)
                     con.execute(f"create table if not exists {RUNS_TABLE} (run_id varchar, applied_at timestamp, "

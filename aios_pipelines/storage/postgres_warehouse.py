@@ -122,6 +122,8 @@ class PostgresConnection:
     placeholders, ``sql(...).pl()``, ``register`` a frame as a (temporary) table, explicit
     ``begin transaction`` / ``commit`` / ``rollback``."""
 
+    engine = "postgres"
+
     def __init__(self, connection: Any, schema: str):
         self._connection = connection
         self._cursor = connection.cursor()
