@@ -97,49 +97,53 @@ def _present(spec: ColumnSpec, dtype: pl.DataType) -> pl.Expr:
     return pl.col(spec.name).is_not_null()
 
 
-def _reason_exprs(spec: ColumnSpec, typed: str, present: pl.Expr) -> list[pl.Expr]:
-    """One expression per rule, each a reason string where the rule is broken, else null."""
+# A rule: (where it is broken, as a boolean; the reason it gives there; the column it blames).
+Rule = tuple[pl.Expr, pl.Expr, str]
+
+
+def _column_rules(spec: ColumnSpec, typed: str, present: pl.Expr) -> list[Rule]:
+    """The contract's rules for one column, in the order their reasons are listed."""
     value = pl.col(typed)
     raw_text = pl.col(spec.name).cast(pl.String)
-    reasons: list[pl.Expr] = []
+    rules: list[Rule] = []
     if not spec.nullable:
-        reasons.append(pl.when(~present).then(pl.lit(f"{spec.name}: missing required value")))
-    reasons.append(
-        pl.when(present & value.is_null()).then(
-            pl.format(f"{spec.name}: expected {spec.type}, got '{{}}'", raw_text.str.slice(0, SHOWN_CHARS))
-        )
-    )
+        rules.append((~present, pl.lit(f"{spec.name}: missing required value"), spec.name))
+    rules.append((
+        present & value.is_null(),
+        pl.format(f"{spec.name}: expected {spec.type}, got '{{}}'", raw_text.str.slice(0, SHOWN_CHARS)),
+        spec.name,
+    ))
     if spec.type == "string":
         length = value.str.len_chars()
-        reasons.append(
-            pl.when(length > MAX_TEXT_CHARS).then(
-                pl.format(f"{spec.name}: value is {{}} characters long, more than the {MAX_TEXT_CHARS} allowed", length)
-            )
-        )
-        reasons.append(
-            pl.when(value.str.contains(CONTROL_CHARACTERS)).then(
-                pl.lit(f"{spec.name}: contains control characters (NUL, escape...)")
-            )
-        )
+        rules.append((
+            length > MAX_TEXT_CHARS,
+            pl.format(f"{spec.name}: value is {{}} characters long, more than the {MAX_TEXT_CHARS} allowed", length),
+            spec.name,
+        ))
+        rules.append((
+            value.str.contains(CONTROL_CHARACTERS),
+            pl.lit(f"{spec.name}: contains control characters (NUL, escape...)"),
+            spec.name,
+        ))
     if spec.is_number and (spec.min is not None or spec.max is not None):
         lo = spec.min if spec.min is not None else float("-inf")
         hi = spec.max if spec.max is not None else float("inf")
-        reasons.append(
-            pl.when(value.is_not_null() & ((value < lo) | (value > hi))).then(
-                pl.format(f"{spec.name}: {{}} outside valid range [{spec.min}, {spec.max}]", value)
-            )
-        )
+        rules.append((
+            value.is_not_null() & ((value < lo) | (value > hi)),
+            pl.format(f"{spec.name}: {{}} outside valid range [{spec.min}, {spec.max}]", value),
+            spec.name,
+        ))
     if spec.allowed_values is not None:
         allowed = list(spec.allowed_values)
-        reasons.append(
-            pl.when(value.is_not_null() & ~value.is_in(pl.lit(pl.Series(allowed, dtype=POLARS_TYPES[spec.type])))).then(
-                pl.format(
-                    f"{spec.name}: '{{}}' not among allowed values {allowed}",
-                    value.cast(pl.String).str.slice(0, SHOWN_CHARS),
-                )
-            )
-        )
-    return reasons
+        rules.append((
+            value.is_not_null() & ~value.is_in(pl.lit(pl.Series(allowed, dtype=POLARS_TYPES[spec.type])).implode()),
+            pl.format(
+                f"{spec.name}: '{{}}' not among allowed values {allowed}",
+                value.cast(pl.String).str.slice(0, SHOWN_CHARS),
+            ),
+            spec.name,
+        ))
+    return rules
 
 
 def validate_rows(
@@ -166,26 +170,32 @@ def validate_rows(
     frame = raw.with_columns(
         [_typed(spec, raw.schema[spec.name]).alias(typed_names[spec.name]) for spec in dataset.columns]
     )
-    # (rule, column it blames), in contract order: the first broken rule names the column
-    rules: list[tuple[pl.Expr, str]] = [(pl.col(MALFORMED), "(row)")]
+    # in contract order: the first broken rule names the column
+    rules: list[Rule] = [(pl.col(MALFORMED).is_not_null(), pl.col(MALFORMED), "(row)")]
     for spec in dataset.columns:
-        present = _present(spec, raw.schema[spec.name])
-        for expr in _reason_exprs(spec, typed_names[spec.name], present):
-            rules.append((expr, spec.name))
+        rules += _column_rules(spec, typed_names[spec.name], _present(spec, raw.schema[spec.name]))
 
     ts_typed = pl.col(typed_names[ts_col])
     ts_date = ts_typed.dt.date() if dataset.timestamp_column.type == "timestamp" else ts_typed
-    day_rule = pl.when(ts_typed.is_not_null() & (ts_date != pl.lit(landing_day))).then(
-        pl.format(f"{ts_col}: {{}} is not on landing day {landing_day.isoformat()}", ts_date.cast(pl.String))
-    )
-    future_rule = pl.when(ts_typed.is_not_null() & (ts_typed.cast(pl.Datetime("us")) > pl.lit(now))).then(
-        pl.format(f"{ts_col}: {{}} is in the future", ts_typed.cast(pl.String))
-    )
     id_value = pl.col(typed_names[id_col])
-    duplicate_rule = pl.when(id_value.is_not_null() & ~id_value.is_first_distinct()).then(
-        pl.format(f"{id_col}: duplicate '{{}}' (already earlier in this landing day)", id_value.str.slice(0, SHOWN_CHARS))
-    )
-    rules += [(day_rule, ts_col), (future_rule, ts_col), (duplicate_rule, id_col)]
+    rules += [
+        (
+            ts_typed.is_not_null() & (ts_date != pl.lit(landing_day)),
+            pl.format(f"{ts_col}: {{}} is not on landing day {landing_day.isoformat()}", ts_date.cast(pl.String)),
+            ts_col,
+        ),
+        (
+            ts_typed.is_not_null() & (ts_typed.cast(pl.Datetime("us")) > pl.lit(now)),
+            pl.format(f"{ts_col}: {{}} is in the future", ts_typed.cast(pl.String)),
+            ts_col,
+        ),
+        (
+            id_value.is_not_null() & ~id_value.is_first_distinct(),
+            pl.format(f"{id_col}: duplicate '{{}}' (already earlier in this landing day)",
+                      id_value.str.slice(0, SHOWN_CHARS)),
+            id_col,
+        ),
+    ]
 
     if already_loaded_ids is not None and already_loaded_ids.height:
         earlier = already_loaded_ids.select(
@@ -193,41 +203,30 @@ def validate_rows(
             pl.col(already_loaded_ids.columns[1]).cast(pl.String).alias("__earlier_day"),
         ).unique("__earlier_id")
         frame = frame.join(earlier, left_on=typed_names[id_col], right_on="__earlier_id", how="left")
-        rules.append(
-            (
-                pl.when(pl.col("__earlier_day").is_not_null()).then(
-                    pl.format(
-                        f"{id_col}: '{{}}' was already loaded from landing day {{}}", id_value, pl.col("__earlier_day")
-                    )
-                ),
-                id_col,
-            )
-        )
+        rules.append((
+            pl.col("__earlier_day").is_not_null(),
+            pl.format(f"{id_col}: '{{}}' was already loaded from landing day {{}}", id_value, pl.col("__earlier_day")),
+            id_col,
+        ))
 
     for spec in dataset.columns:
         if spec.references and known_references is not None:
             known = known_references.cast(pl.String).unique()
             ref_value = pl.col(typed_names[spec.name])
-            rules.append(
-                (
-                    pl.when(ref_value.is_not_null() & ~ref_value.is_in(pl.lit(known))).then(
-                        pl.format(f"{spec.name}: '{{}}' does not match any loaded {spec.references}", ref_value)
-                    ),
-                    spec.name,
-                )
-            )
+            rules.append((
+                ref_value.is_not_null() & ~ref_value.is_in(pl.lit(known).implode()),
+                pl.format(f"{spec.name}: '{{}}' does not match any loaded {spec.references}", ref_value),
+                spec.name,
+            ))
 
-    # Each rule is evaluated once over the whole frame into its own column; the list of all
-    # reasons is built only for the (few) bad rows. Building it for every row cost half the
-    # ingestion time (benchmarks/results, profile of 2026-11-26).
-    rule_columns = [f"__rule_{i}" for i in range(len(rules))]
-    frame = frame.with_columns([expr.alias(name) for (expr, _), name in zip(rules, rule_columns)])
-    frame = frame.with_columns(
-        pl.coalesce(
-            [pl.when(pl.col(name).is_not_null()).then(pl.lit(column)) for name, (_, column) in zip(rule_columns, rules)]
-        ).alias("__first_column")
-    ).sort([SOURCE_FILE, ROW_NUMBER], maintain_order=True)
-    bad = pl.col("__first_column").is_not_null()
+    # Every rule is evaluated once over the whole frame as a boolean column; the reasons
+    # (formatted text) and the column to blame only for the (few) broken rows. Formatting a
+    # reason for every row and picking the first one cost over half the ingestion time
+    # (benchmarks/results, profiles of 2026-11-26 and -27).
+    broken_columns = [f"__broken_{i}" for i in range(len(rules))]
+    frame = frame.with_columns([broken.fill_null(False).alias(name) for (broken, _, _), name in zip(rules, broken_columns)])
+    bad = pl.any_horizontal(broken_columns)
+    in_file_order = [SOURCE_FILE, ROW_NUMBER]
 
     loaded = frame.filter(~bad).select(
         *[pl.col(typed_names[c.name]).alias(c.name) for c in dataset.columns],
@@ -235,13 +234,20 @@ def validate_rows(
         pl.col(SOURCE_FILE).alias(SOURCE_FILE_COLUMN),
         pl.col(ROW_NUMBER).alias(SOURCE_ROW_COLUMN),
     )
+    if not _in_file_order(loaded, SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN):
+        loaded = loaded.sort([SOURCE_FILE_COLUMN, SOURCE_ROW_COLUMN], maintain_order=True)
     malformed = pl.col(MALFORMED).is_not_null()
-    quarantined_rows = frame.filter(bad).with_columns(
+    quarantined_rows = frame.filter(bad).sort(in_file_order, maintain_order=True).with_columns(
+        pl.coalesce([pl.when(pl.col(name)).then(pl.lit(column)) for name, (_, _, column) in zip(broken_columns, rules)])
+        .alias("__first_column"),
         # a malformed row's cells are not where the header says, so its one reason is the shape
         pl.when(malformed)
         .then(pl.concat_list([pl.col(MALFORMED)]))
-        .otherwise(pl.concat_list(rule_columns).list.drop_nulls())
-        .alias("__reasons")
+        .otherwise(
+            pl.concat_list([pl.when(pl.col(name)).then(reason) for name, (_, reason, _) in zip(broken_columns, rules)])
+            .list.drop_nulls()
+        )
+        .alias("__reasons"),
     )
     raw_record = pl.struct([pl.col(c).cast(pl.String) for c in dataset.column_names]).struct.json_encode()
     quarantined = quarantined_rows.select(
@@ -255,6 +261,14 @@ def validate_rows(
         pl.coalesce(pl.col(RAW_CELLS), raw_record).alias("raw_record"),
     ).cast(QUARANTINE_SCHEMA)
     return ValidationResult(loaded=loaded, quarantined=quarantined)
+
+
+def _in_file_order(frame: pl.DataFrame, file_column: str, row_column: str) -> bool:
+    """Whether rows already run by file name, then row number (one file read in order always
+    does): sorting a million wide rows that are in order costs a second for nothing."""
+    files, rows = pl.col(file_column), pl.col(row_column)
+    backwards = (files < files.shift()) | ((files == files.shift()) & (rows < rows.shift()))
+    return not frame.select(backwards.any()).item()
 
 
 def empty_quarantine() -> pl.DataFrame:
