@@ -249,3 +249,107 @@ def test_the_copy_reads_only_what_it_needs_and_equals_the_full_case_and_claim_hi
         assert claimed_at == (max(earlier) if earlier else decided_at)
     bo = decisions.filter(pl.col("reviewer") == "bo").row(0, named=True)
     assert bo["claimed_at"] < bo["decided_at"]
+
+
+def _copy(home, instance, **overrides):
+    result = dg.materialize([review_copies], resources={**resources(home), **overrides}, instance=instance,
+                            raise_on_error=False)
+    cases_meta = next(m for m in result.asset_materializations_for_node("review_copies")
+                      if m.asset_key == dg.AssetKey("review_cases")).metadata
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    return result, cases_meta, checks
+
+
+def _tamper(home, statement: str) -> None:
+    """Someone with write access to the store's file: drop the append-only triggers, then edit."""
+    import sqlite3
+
+    con = sqlite3.connect(home.review_store)
+    for (name,) in con.execute("select name from sqlite_master where type = 'trigger'").fetchall():
+        con.execute(f'drop trigger "{name}"')
+    con.execute(statement)
+    con.commit()
+    con.close()
+
+
+def test_a_later_copy_reads_only_the_cases_changed_since_and_verifies_only_the_new_entries(home, instance):
+    """The copy runs whenever reviewers decide: its work must follow what changed, not how many
+    cases the store has ever held, and still equal a copy of everything."""
+    from aios_pipelines.review.queues import QueueRules
+    from aios_pipelines.review.warehouse_copy import cases_table
+
+    assert dg.materialize([review_queue], partition_key=DAY.isoformat(), resources=resources(home), instance=instance).success
+    store = ReviewStore.for_paths(home)
+    total = len(store.all_cases())
+    result, meta, checks = _copy(home, instance)
+    assert result.success and meta["cases_copied"].value == total and meta["copied"].value == "every case"
+    first_head = store.audit_head()[0]
+    assert checks["check_integrity_audit_chain"].metadata["entries_verified"].value == first_head
+
+    result, meta, checks = _copy(home, instance)  # nothing changed: nothing read
+    assert result.success and meta["cases_copied"].value == 0 and meta["dagster/row_count"].value == total
+    assert checks["check_integrity_audit_chain"].passed
+    assert checks["check_integrity_audit_chain"].metadata["entries_verified"].value == 0
+
+    _decide_some(store, 3)
+    result, meta, checks = _copy(home, instance)
+    assert result.success and meta["cases_copied"].value == 3
+    assert meta["copied"].value == f"the cases changed after audit entry {first_head}"
+    verified = checks["check_integrity_audit_chain"].metadata
+    assert verified["verified_from_seq"].value == first_head
+    assert verified["entries_verified"].value == store.audit_head()[0] - first_head > 0
+
+    rules = QueueRules(PolicyResource(policy_path=str(DEFAULT_POLICY_PATH), control_dir=str(home.control)).policy())
+    expected = cases_table(store.all_cases(), queue_of=store.use_queues(rules).queue_of)
+    assert Warehouse(home.warehouse).read_table("review_cases").sort("case_id").equals(expected.sort("case_id"))
+
+
+def test_a_new_policy_or_a_replaced_store_makes_the_copy_take_every_case_again(home, instance, tmp_path):
+    assert dg.materialize([review_queue], partition_key=DAY.isoformat(), resources=resources(home), instance=instance).success
+    assert _copy(home, instance)[0].success
+
+    # expert queues are the policy's: another policy resolves every case again
+    changed_policy = tmp_path / "policy.yaml"
+    changed_policy.write_text(DEFAULT_POLICY_PATH.read_text().replace('version: "2026.11.1"', 'version: "2026.11.2"'))
+    other = PolicyResource(policy_path=str(changed_policy), control_dir=str(home.control))
+    result, meta, _ = _copy(home, instance, policy=other)
+    assert result.success and meta["copied"].value == "every case"
+    assert _copy(home, instance, policy=other)[1]["cases_copied"].value == 0
+
+    # a store replaced by another one (restored, rebuilt): its cases, and no stale ones
+    home.review_store.unlink()
+    fresh = ReviewStore.for_paths(home).create_all()
+    fresh.publish_cases([{"application_id": "APP-only", "application_date": DAY, "source": "batch"}])
+    result, meta, checks = _copy(home, instance, policy=other)
+    assert result.success and meta["copied"].value == "every case"
+    assert Warehouse(home.warehouse).query("select application_id from review_cases")["application_id"].to_list() == ["APP-only"]
+    assert checks["check_integrity_audit_chain"].passed
+    assert checks["check_integrity_audit_chain"].metadata["verified_from_seq"].value == 0
+
+
+def test_an_entry_edited_after_the_last_copy_fails_every_copy_until_repaired(home, instance):
+    assert dg.materialize([review_queue], partition_key=DAY.isoformat(), resources=resources(home), instance=instance).success
+    store = ReviewStore.for_paths(home)
+    assert _copy(home, instance)[0].success
+    verified_to = store.audit_head()[0]
+    _decide_some(store, 2)
+    _tamper(home, f"update audit_log set actor = 'mallory' where seq = {verified_to + 1}")
+    for _ in range(2):
+        result, _, checks = _copy(home, instance)
+        assert not checks["check_integrity_audit_chain"].passed
+        assert checks["check_integrity_audit_chain"].metadata["first_bad_seq"].value == verified_to + 1
+
+
+def test_an_entry_edited_before_the_last_copy_is_left_to_the_daily_checkpoint(home, instance):
+    """The copy verifies from where it verified before; the daily audit_checkpoint verifies the
+    whole chain and catches an older entry edited in place."""
+    from aios_pipelines.defs.review.assets import audit_checkpoint
+
+    assert dg.materialize([review_queue], partition_key=DAY.isoformat(), resources=resources(home), instance=instance).success
+    assert _copy(home, instance)[0].success
+    _tamper(home, "update audit_log set actor = 'mallory' where seq = 2")
+    _decide_some(ReviewStore.for_paths(home), 1)
+    assert _copy(home, instance)[2]["check_integrity_audit_chain"].passed
+    checkpoint = dg.materialize([audit_checkpoint], resources=resources(home), instance=instance, raise_on_error=False)
+    evaluation = checkpoint.get_asset_check_evaluations()[0]
+    assert not evaluation.passed and evaluation.metadata["first_bad_seq"].value == 2

@@ -46,20 +46,31 @@ def entry_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str, 
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 
-def verify_entries(entries: Iterable[Mapping[str, Any]]) -> tuple[bool, int | None]:
-    """Check entries read in ``seq`` order: numbering from 1 without gaps, links and hashes.
+def verify_entries(entries: Iterable[Mapping[str, Any]], start: tuple[int, str] | None = None) -> tuple[bool, int | None]:
+    """Check entries read in ``seq`` order: numbering without gaps, links and hashes.
 
+    From the first entry by default; with ``start`` = (seq, entry_hash) of an entry verified
+    earlier, ``entries`` are those after it and the first must link to that hash.
     Returns ``(True, None)`` or ``(False, seq of the first bad entry)``; for a gap left by a
     deleted entry that is the seq of the entry after the gap.
     """
-    expected_seq = 1
-    prev = GENESIS_HASH
+    ok, bad, _ = verify_entries_to_head(entries, start)
+    return ok, bad
+
+
+def verify_entries_to_head(
+    entries: Iterable[Mapping[str, Any]], start: tuple[int, str] | None = None
+) -> tuple[bool, int | None, tuple[int, str]]:
+    """:func:`verify_entries`, and the (seq, entry_hash) of the last entry checked (``start``,
+    or (0, GENESIS_HASH), when there were none)."""
+    last_seq, prev = start if start is not None else (0, GENESIS_HASH)
+    expected_seq = last_seq + 1
     for row in entries:
         seq = int(row["seq"])
         recomputed = entry_hash(prev, seq, row["at"], row["actor"], row["action"], row["entity"],
                                 row["entity_id"], row["payload"])
         if seq != expected_seq or row["prev_hash"] != prev or row["entry_hash"] != recomputed:
-            return False, seq
+            return False, seq, (expected_seq - 1, prev)
         prev = row["entry_hash"]
         expected_seq += 1
-    return True, None
+    return True, None, (expected_seq - 1, prev)

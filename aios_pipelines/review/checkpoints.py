@@ -30,18 +30,18 @@ class AuditVerification:
     entries: int
     head_seq: int
     checkpoints_checked: int
+    head_hash: str = "0" * 64
     first_bad_seq: int | None = None
     problems: list[str] = field(default_factory=list)
 
 
 def verify_audit(store: ReviewStore, checkpoints: Iterable[Checkpoint]) -> AuditVerification:
-    head = store.audit_head()
+    head = store.audit_head()  # read first: the verification below covers at least this far
     head_seq = int(head[0]) if head else 0
     chain_ok, first_bad = store.verify_audit_chain()
     problems: list[str] = []
     if not chain_ok:
         problems.append(f"entry {first_bad} does not verify: it, or an entry before it, was edited, deleted or reordered")
-    entries = {e["seq"]: e["entry_hash"] for e in store.audit_entries(after_seq=0, limit=10_000_000)} if chain_ok else {}
     checked = 0
     for checkpoint in sorted(set(checkpoints), key=lambda c: c.seq):
         checked += 1
@@ -53,7 +53,7 @@ def verify_audit(store: ReviewStore, checkpoints: Iterable[Checkpoint]) -> Audit
                 f"({checkpoint.source}) recorded {checkpoint.seq} entries: the log was truncated"
             )
             first_bad = first_bad or head_seq + 1
-        elif chain_ok and entries.get(checkpoint.seq) != checkpoint.head_hash:
+        elif chain_ok and store.audit_entry_hash(checkpoint.seq) != checkpoint.head_hash:
             problems.append(
                 f"entry {checkpoint.seq} no longer has the hash the checkpoint of {checkpoint.recorded_at} "
                 f"({checkpoint.source}) recorded: the chain was rewritten"
@@ -63,13 +63,24 @@ def verify_audit(store: ReviewStore, checkpoints: Iterable[Checkpoint]) -> Audit
         ok=not problems,
         entries=head_seq,
         head_seq=head_seq,
+        head_hash=head[1] if head else "0" * 64,
         checkpoints_checked=checked,
         first_bad_seq=first_bad,
         problems=problems,
     )
 
 
-def checkpoint_row(store: ReviewStore, recorded_at: Any) -> dict[str, Any]:
+def checkpoint_row(store: ReviewStore, recorded_at: Any, verification: AuditVerification | None = None) -> dict[str, Any]:
+    """The row ``audit_checkpoints`` keeps: the head and whether the chain verified up to it.
+    Pass the :func:`verify_audit` just made to record its head instead of verifying again."""
+    if verification is not None:
+        return {
+            "recorded_at": recorded_at,
+            "head_seq": verification.head_seq,
+            "head_hash": verification.head_hash,
+            "chain_verified": verification.ok,
+            "first_bad_seq": verification.first_bad_seq,
+        }
     head = store.audit_head()
     ok, first_bad = store.verify_audit_chain()
     return {

@@ -1146,12 +1146,32 @@ class ReviewStore:
         with self._read() as conn:
             return [_row(r) for r in conn.execute(select(cases).order_by(cases.c.created_at, cases.c.case_id))]
 
-    def case_columns(self, columns: Sequence[str]) -> list[tuple]:
-        """Every case as it stands now, only ``columns`` (no JSON to decode), oldest first: the
-        warehouse copy's read, whose cost grows with every case the store has ever held."""
+    def case_columns(self, columns: Sequence[str], case_ids: Iterable[str] | None = None) -> list[tuple]:
+        """Every case as it stands now (or only ``case_ids``), only ``columns`` (no JSON to
+        decode), oldest first: the warehouse copy's read."""
         query = select(*[cases.c[name] for name in columns]).order_by(cases.c.created_at, cases.c.case_id)
         with self._read() as conn:
-            return [tuple(row) for row in conn.execute(query)]
+            if case_ids is None:
+                return [tuple(row) for row in conn.execute(query)]
+            rows = [tuple(row) for chunk in _chunks(sorted(set(case_ids)))
+                    for row in conn.execute(query.where(cases.c.case_id.in_(chunk)))]
+        order = {name: i for i, name in enumerate(columns)}
+        if "created_at" in order and "case_id" in order:
+            rows.sort(key=lambda r: (r[order["created_at"]], r[order["case_id"]]))
+        return rows
+
+    def cases_changed(self, after_seq: int, up_to_seq: int) -> set[str]:
+        """Cases created or changed by the audit entries ``after_seq < seq <= up_to_seq``.
+
+        Every change to a case appends an audit entry naming it in the same transaction, and
+        seq is assigned under the write lock: an entry at or below a head read earlier is
+        already committed, so (previous head, current head] is exactly what changed between.
+        """
+        query = (select(audit_log.c.entity_id).distinct()
+                 .where(audit_log.c.seq > int(after_seq), audit_log.c.seq <= int(up_to_seq),
+                        audit_log.c.entity == "case"))
+        with self._read() as conn:
+            return {row.entity_id for row in conn.execute(query)}
 
     def claim_events(self, case_ids: Iterable[str]) -> list[dict[str, Any]]:
         """The ``claimed`` events of the given cases, in order (for the decisions copy)."""
@@ -1193,6 +1213,27 @@ class ReviewStore:
         with self._read() as conn:
             row = conn.execute(select(audit_log.c.seq, audit_log.c.entry_hash).order_by(audit_log.c.seq.desc()).limit(1)).first()
         return (row.seq, row.entry_hash) if row else None
+
+    def audit_entry_hash(self, seq: int) -> str | None:
+        """The hash of entry ``seq`` (the genesis hash for 0), or None when there is none."""
+        if int(seq) == 0:
+            return audit.GENESIS_HASH
+        with self._read() as conn:
+            row = conn.execute(select(audit_log.c.entry_hash).where(audit_log.c.seq == int(seq))).first()
+        return row.entry_hash if row else None
+
+    def verify_audit_chain_from(self, start: tuple[int, str]) -> tuple[bool, int | None, tuple[int, str]]:
+        """Verify only the entries after ``start`` = (seq, entry_hash) of an entry verified
+        earlier: the entry must still carry that hash and every later one link on from it.
+        Returns (ok, first bad seq, (seq, hash) of the last entry checked). An edit to an entry
+        at or before ``start`` that leaves ``start``'s own hash alone is NOT seen here; the full
+        :meth:`verify_audit_chain` (the daily audit checkpoint, ``aios audit verify``) sees it."""
+        seq, expected_hash = int(start[0]), str(start[1])
+        if self.audit_entry_hash(seq) != expected_hash:
+            return False, seq, (seq, expected_hash)
+        with self._read() as conn:
+            rows = conn.execute(select(audit_log).where(audit_log.c.seq > seq).order_by(audit_log.c.seq)).mappings()
+            return audit.verify_entries_to_head(rows, (seq, expected_hash))
 
     def verify_audit_chain(self, anchor: tuple[int, str] | None = None) -> tuple[bool, int | None]:
         """Recompute the chain: ``(True, None)`` or ``(False, first bad seq)``.

@@ -64,6 +64,40 @@ def cases_table_from_columns(
     return pl.DataFrame(values, schema=REVIEW_CASES_SCHEMA)
 
 
+# --------------------------------------------------------------------------- copy state
+
+# One row, written in the copy's own transaction: how far the case copy and the audit
+# verification have got, so the next copy reads only what changed since.
+COPY_STATE_TABLE = "review_copy_state"
+COPY_STATE_SCHEMA: dict[str, pl.DataType] = {
+    "copied_at": pl.Datetime("us"),
+    "cases_audit_seq": pl.Int64(),   # every case changed by audit entries up to here is copied
+    "cases_audit_hash": pl.String(),  # that entry's hash: a replaced store does not match it
+    "verified_seq": pl.Int64(),       # the chain verified up to this entry ...
+    "verified_hash": pl.String(),     # ... which had this hash
+    "policy_fingerprint": pl.String(),  # expert queues are resolved by this policy
+}
+
+
+def copy_state_row(state: Mapping[str, Any]) -> pl.DataFrame:
+    return pl.DataFrame([{k: state.get(k) for k in COPY_STATE_SCHEMA}], schema=COPY_STATE_SCHEMA, orient="row")
+
+
+def incremental_cases_from(
+    state: Mapping[str, Any] | None, *, policy_fingerprint: str, head_seq: int,
+    entry_hash_at: Callable[[int], str | None], cases_table_exists: bool,
+) -> int | None:
+    """The audit seq to copy changed cases from, or None for a full copy: on the first copy,
+    when the policy (and so the expert queues) changed, or when the store no longer holds the
+    entry the last copy stopped at with the same hash (a replaced or restored store)."""
+    if state is None or not cases_table_exists or state.get("cases_audit_seq") is None:
+        return None
+    seq = int(state["cases_audit_seq"])
+    if state.get("policy_fingerprint") != policy_fingerprint or seq > head_seq:
+        return None
+    return seq if entry_hash_at(seq) == state.get("cases_audit_hash") else None
+
+
 def events_table(events: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
     rows = [
         {

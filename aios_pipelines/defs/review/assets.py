@@ -111,52 +111,91 @@ def review_queue(
         dg.AssetCheckSpec(
             "check_integrity_audit_chain",
             asset="human_decisions",
-            description="The review store's hash-chained audit log verifies.",
+            description=("The review store's hash-chained audit log verifies from the entry the last copy "
+                         "verified (still with the same hash) to the head; audit_checkpoint verifies all of it."),
         ),
     ],
     pool="warehouse",
 )
 def review_copies(context: dg.AssetExecutionContext, warehouse: WarehouseResource, review_store: ReviewStoreResource,
                   policy: PolicyResource):
-    """Copy what humans did into the warehouse: new decisions and events incrementally (by the
-    store's own sequence numbers, so a re-run or a crash mid-copy never duplicates), and a fresh
-    snapshot of the cases with each one's expert queue as the policy in force resolves it."""
+    """Copy what humans did into the warehouse, each part incrementally: decisions and events
+    by the store's own sequence numbers (a re-run or a crash mid-copy never duplicates), cases
+    changed since the last copy by the audit entries that changed them (each with its expert
+    queue as the policy in force resolves it; all cases again when the policy changed), and the
+    audit chain verified from where the last copy verified it. The copy runs whenever reviewers
+    decide, so nothing in it may grow with the store's history; the daily ``audit_checkpoint``
+    verifies the whole chain."""
+    from aios_pipelines.review.audit import GENESIS_HASH
     from aios_pipelines.review.queues import QueueRules
     from aios_pipelines.review.warehouse_copy import (
         CASE_COPY_COLUMNS,
+        COPY_STATE_TABLE,
         cases_table_from_columns,
+        copy_state_row,
         decisions_table,
         events_table,
+        incremental_cases_from,
     )
 
-    store = review_store.get().use_queues(QueueRules(policy.policy()))
+    policy_in_force = policy.policy()
+    store = review_store.get().use_queues(QueueRules(policy_in_force))
     wh = warehouse.get()
+    state = (wh.read_table(COPY_STATE_TABLE).to_dicts() or [None])[0] if wh.table_exists(COPY_STATE_TABLE) else None
     decision_cursor = wh.scalar("select max(copied_cursor) from human_decisions") if wh.table_exists("human_decisions") else None
     event_cursor = wh.scalar("select max(event_id) from review_events") if wh.table_exists("review_events") else None
-    # the store's last decision before reading: the review service keeps deciding while the copy
-    # runs, and a decision newer than this waits for the next copy instead of failing the check
+    # read before anything else: every case change up to this entry is committed, and the
+    # review service keeps working while the copy runs (later changes wait for the next copy)
+    head_seq, head_hash = store.audit_head() or (0, GENESIS_HASH)
     in_store = store.last_decision_seq()
     new_decisions = store.decisions_since(int(decision_cursor or 0), limit=1_000_000)
     new_events = store.events_since(int(event_cursor or 0), limit=1_000_000)
     claim_events = store.claim_events({d["case_id"] for d in new_decisions}) if new_decisions else []
-    cases = cases_table_from_columns(store.case_columns(CASE_COPY_COLUMNS), queue_of=store.queue_of)
+    cases_from = incremental_cases_from(state, policy_fingerprint=policy_in_force.fingerprint, head_seq=head_seq,
+                                        entry_hash_at=store.audit_entry_hash,
+                                        cases_table_exists=wh.table_exists("review_cases"))
+    if cases_from is None:
+        cases = cases_table_from_columns(store.case_columns(CASE_COPY_COLUMNS), queue_of=store.queue_of)
+    else:
+        changed = store.cases_changed(cases_from, head_seq)
+        cases = cases_table_from_columns(store.case_columns(CASE_COPY_COLUMNS, case_ids=changed) if changed else [],
+                                         queue_of=store.queue_of)
     decisions = decisions_table(new_decisions, claim_events)
     events = events_table(new_events)
-    wh.sync_tables(
-        replace={"review_cases": cases},
-        upsert={"human_decisions": (decisions, "decision_id"), "review_events": (events, "event_id")},
-    )
+
+    last_good = (int(state["verified_seq"]), str(state["verified_hash"])) if state and state.get("verified_hash") else None
+    # from the start on the first copy, or when that entry no longer has the hash verified
+    # before (a replaced or restored store; a rewritten chain is audit_checkpoint's to catch)
+    verified_from = last_good if last_good and store.audit_entry_hash(last_good[0]) == last_good[1] else (0, GENESIS_HASH)
+    chain_ok, first_bad, verified_to = store.verify_audit_chain_from(verified_from)
+    # a broken chain keeps the last good point, so every later copy fails the check again
+    verified = verified_to if chain_ok else verified_from
+    new_state = copy_state_row({
+        "copied_at": datetime.now(timezone.utc).replace(tzinfo=None),
+        "cases_audit_seq": head_seq, "cases_audit_hash": head_hash,
+        "verified_seq": verified[0], "verified_hash": verified[1],
+        "policy_fingerprint": policy_in_force.fingerprint,
+    })
+    replace = {COPY_STATE_TABLE: new_state}
+    upsert = {"human_decisions": (decisions, "decision_id"), "review_events": (events, "event_id")}
+    if cases_from is None:
+        replace["review_cases"] = cases
+    else:
+        upsert["review_cases"] = (cases, "case_id")
+    wh.sync_tables(replace=replace, upsert=upsert)
 
     stored = wh.query("select count(*) as n, count(distinct decision_id) as d from human_decisions").row(0)
     copied_up_to = wh.scalar("select coalesce(max(copied_cursor), 0) from human_decisions")
-    chain_ok, first_bad = store.verify_audit_chain()
+    by_status = wh.query("select status, count(*) as cases from review_cases group by status order by status")
+    by_queue = wh.query("select expert_queue, count(*) as cases from review_cases group by expert_queue order by expert_queue")
     overrides = decisions.filter(pl.col("is_override")).height if decisions.height else 0
     yield dg.MaterializeResult(
         asset_key="review_cases",
-        metadata={"dagster/row_count": cases.height, "by_status": markdown_table(
-            cases.group_by("status").len("cases").sort("status") if cases.height else pl.DataFrame()),
-            "by_expert_queue": markdown_table(
-            cases.group_by("expert_queue").len("cases").sort("expert_queue") if cases.height else pl.DataFrame())},
+        metadata={"dagster/row_count": int(by_status["cases"].sum()) if by_status.height else 0,
+                  "cases_copied": cases.height,
+                  "copied": "every case" if cases_from is None else f"the cases changed after audit entry {cases_from}",
+                  "by_status": markdown_table(by_status),
+                  "by_expert_queue": markdown_table(by_queue)},
     )
     yield dg.MaterializeResult(
         asset_key="human_decisions",
@@ -182,7 +221,9 @@ def review_copies(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
         check_name="check_integrity_audit_chain",
         passed=chain_ok,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"first_bad_seq": first_bad if first_bad is not None else -1},
+        metadata={"first_bad_seq": first_bad if first_bad is not None else -1,
+                  "verified_from_seq": verified_from[0], "verified_to_seq": verified_to[0],
+                  "entries_verified": max(0, verified_to[0] - verified_from[0])},
     )
 
 
@@ -373,9 +414,8 @@ def audit_checkpoint(context: dg.AssetExecutionContext, warehouse: WarehouseReso
         else []
     )
     report = verify_audit(store, earlier)
-    row = checkpoint_row(store, datetime.now(timezone.utc).replace(tzinfo=None))
     # a broken chain is recorded (so the evidence is kept) but never as a trusted checkpoint
-    row["chain_verified"] = row["chain_verified"] and report.ok
+    row = checkpoint_row(store, datetime.now(timezone.utc).replace(tzinfo=None), report)
     wh.sync_tables(upsert={"audit_checkpoints": (pl.DataFrame([row]).with_columns(pl.col("first_bad_seq").cast(pl.Int64)), "recorded_at")})
     yield dg.MaterializeResult(
         metadata={
