@@ -71,7 +71,9 @@ WORKER_READY_SECONDS = 240
 # Columns that differ between two runs of the same data by nature: wall-clock times (loaded,
 # published, decided, copied), the durations between them, ids and cursors the stores generate,
 # run ids, and file paths under each world's own data directory.
-VOLATILE = re.compile(r"(_at|_time|timestamp|_as_of|_seconds|_minutes|run_id|_cursor|source_file|_path)$|hours"
+# (audit hashes cover case ids and times, so they differ too; their counts must not)
+VOLATILE = re.compile(r"(_at|_time|timestamp|_as_of|_seconds|_minutes|run_id|_cursor|source_file|_path"
+                      r"|audit_hash|verified_hash)$|hours"
                       r"|^(at|event_id|decision_id|case_id)$|^(loaded|copied|published|created|updated)_")
 # inside values: the pipeline's actor names carry the run id, event details carry times
 RUN_ACTOR = re.compile(r"dagster:[0-9a-f]{8}")
