@@ -384,3 +384,113 @@ def test_case_rows_from_scored_keeps_review_rows_only():
     assert 0.04 < recommendation_cutoff(policy) < 0.35
     shares = sum(is_blind(f"APP-{i}", 0.1) for i in range(2000)) / 2000
     assert 0.07 < shares < 0.13 and is_blind("APP-1", 0.1) == is_blind("APP-1", 0.1)
+
+
+def _scored_frame(n: int, policy, *, bad_pd_at: int | None = None):
+    """``scored_applications`` rows (n review rows, one auto-approved) and their raw applications."""
+    import polars as pl
+
+    scored = pl.DataFrame({
+        "application_id": [f"A{i:04d}" for i in range(n)] + ["AUTO"],
+        "application_date": ["2026-06-01"] * (n + 1),
+        "pd": [1.7 if i == bad_pd_at else 0.05 + 0.2 * i / n for i in range(n)] + [0.01],
+        "score_band": ["D"] * (n + 1),
+        "model_version": ["7"] * (n + 1),
+        "confidence": [0.4] * (n + 1),
+        "reason_codes": [["R07"]] * (n + 1),
+        "reason_texts": [["Credit bureau score is low"]] * (n + 1),
+        "reason_features": [["bureau_score"]] * (n + 1),
+        "quality_flags": [[]] * (n + 1),
+        "action": ["review"] * n + ["auto_approve"],
+        "policy_rule": ["review:grey_zone"] * (n + 1),
+        "policy_hard_rule": [None] * (n + 1),
+        "requires_four_eyes": [i % 3 == 0 for i in range(n + 1)],
+        "review_priority": ["normal"] * (n + 1),
+        "review_due_hours": [24] * (n + 1),
+        "policy_version": [policy.version] * (n + 1),
+    }, schema_overrides={"policy_hard_rule": pl.String, "quality_flags": pl.List(pl.String)})
+    applications = pl.DataFrame({
+        "application_id": [f"A{i:04d}" for i in range(n)][::-1],  # not in the scored order
+        "loan_amount": [1_000.0 * (i + 1) for i in range(n)][::-1],
+        "purpose": ["car"] * n,
+        "landing_date": ["2026-06-01"] * n,
+    })
+    return scored, applications
+
+
+def _comparable_cases(store: ReviewStore) -> list[dict]:
+    volatile = {"case_id", "created_at", "updated_at", "due_at"}
+    return sorted(({k: v for k, v in c.items() if k not in volatile} for c in store.list_cases(limit=10_000)),
+                  key=lambda c: c["application_id"])
+
+
+def test_publishing_in_batches_gives_the_cases_of_one_publish(store: ReviewStore, tmp_path: Path):
+    from aios_pipelines.review.publish import publish_scored_in_batches
+
+    policy = load_policy()
+    scored, applications = _scored_frame(23, policy)
+    summary = publish_scored_in_batches(store, scored, applications, id_column="application_id", policy=policy,
+                                        actor="pipeline", batch_size=5)
+    assert (summary.routed_to_review, summary.newly_published, summary.batches) == (23, 23, 5)
+    assert summary.four_eyes_cases == 8 and list(summary.application_ids) == [f"A{i:04d}" for i in range(23)]
+    assert store.publish_cases([]) == 0
+
+    one_shot = _with_users(ReviewStore.for_paths(AiosPaths(tmp_path / "one_shot"), clock=lambda: T0).create_all())
+    by_id = {r["application_id"]: r for r in applications.iter_rows(named=True)}
+    assert one_shot.publish_cases(case_rows_from_scored(scored.to_dicts(), by_id, policy=policy)) == 23
+    assert _comparable_cases(store) == _comparable_cases(one_shot)
+    assert _comparable_cases(store)[4]["applicant_summary"] == {"loan_amount": 5_000.0, "purpose": "car"}
+    one_shot.dispose()
+
+    again = publish_scored_in_batches(store, scored, applications, id_column="application_id", policy=policy,
+                                      actor="pipeline", batch_size=7)
+    assert (again.routed_to_review, again.newly_published, again.already_in_store) == (23, 0, 23)
+    assert len(store.list_cases(limit=10_000)) == 23 and store.verify_audit_chain() == (True, None)
+
+
+def test_a_bad_row_stops_publishing_at_its_batch_and_a_rerun_completes_the_day(store: ReviewStore):
+    from aios_pipelines.review.publish import publish_scored_in_batches
+
+    policy = load_policy()
+    scored, applications = _scored_frame(12, policy, bad_pd_at=7)
+    with pytest.raises(ReviewValidationError, match=r"batch 2 of the review rows \(the day's rows 5\.\.9.*"
+                                                    r"5 cases were published.*rows\[2\]: pd must lie in \[0, 1\]"):
+        publish_scored_in_batches(store, scored, applications, id_column="application_id", policy=policy,
+                                  actor="pipeline", batch_size=5)
+    assert sorted(c["application_id"] for c in store.list_cases()) == [f"A{i:04d}" for i in range(5)]
+
+    fixed, _ = _scored_frame(12, policy)
+    summary = publish_scored_in_batches(store, fixed, applications, id_column="application_id", policy=policy,
+                                        actor="pipeline", batch_size=5)
+    assert (summary.newly_published, summary.already_in_store) == (7, 5)
+    assert sorted(c["application_id"] for c in store.list_cases()) == [f"A{i:04d}" for i in range(12)]
+    created = [e for e in store.audit_entries(entity="case") if e["action"] == "case.created"]
+    assert len(created) == 12 and store.verify_audit_chain() == (True, None)
+
+
+def test_reviewers_decide_published_cases_while_later_batches_are_still_publishing(sqlite_store: ReviewStore):
+    """Each batch commits on its own: the store's write lock is free between batches, so a
+    reviewer (another connection, as the review service is) decides the first batch's cases
+    before the day is fully published."""
+    from aios_pipelines.review.publish import publish_scored_in_batches
+
+    policy = load_policy()
+    scored, applications = _scored_frame(9, policy)
+    reviewer = ReviewStore(sqlite_store.url, clock=lambda: T0)
+    decided: list[tuple[str, int]] = []
+
+    class BetweenBatches:
+        def publish_cases(self, rows, *, actor):
+            published = sqlite_store.publish_cases(rows, actor=actor)
+            case = reviewer.get_case_by_application(rows[0]["application_id"])
+            agreed = case["model_recommendation"]
+            outcome = reviewer.decide(case["case_id"], "sue", agreed, reason_codes=["R07"] if agreed == "decline" else None)
+            decided.append((case["application_id"], len(reviewer.list_cases(limit=100))))
+            assert outcome is not None
+            return published
+
+    summary = publish_scored_in_batches(BetweenBatches(), scored, applications, id_column="application_id",
+                                        policy=policy, actor="pipeline", batch_size=4)
+    assert summary.batches == 3 and decided == [("A0000", 4), ("A0004", 8), ("A0008", 9)]
+    assert len(sqlite_store.decisions_since(0)) == 3
+    reviewer.dispose()

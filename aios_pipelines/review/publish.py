@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
+
+import polars as pl
 
 from aios_pipelines.policy.evaluate import condition_holds, score_band
 from aios_pipelines.policy.policy import DecisionPolicy, iter_compares, route_matches
 from aios_pipelines.review.queues import queue_for_case
+from aios_pipelines.review.store import ReviewValidationError
 
 DEFAULT_BLIND_SHARE = 0.05
 API_RULE = "api:task"
@@ -185,3 +189,76 @@ def route_task(
         "policy_rule": rule or API_RULE,
         "expert_queue": queue_for_case(policy, applicant, pd=pd, score_band=band, rule=rule or API_RULE),
     }
+
+
+# A day at 1M applications routes about half a million cases to review. Publishing them in
+# one transaction held every case, its applicant and its audit entry in memory at once
+# (7.2 GiB) and kept the store's one write lock for three minutes, so reviewers' decisions
+# waited or timed out. Batches bound both; an application still gets one case, ever, so a
+# run stopped between batches is completed by running it again.
+DEFAULT_PUBLISH_BATCH = 20_000
+
+
+@dataclass(frozen=True)
+class PublishSummary:
+    routed_to_review: int
+    newly_published: int
+    four_eyes_cases: int
+    blind_review_cases: int
+    batches: int
+    application_ids: tuple[str, ...]
+
+    @property
+    def already_in_store(self) -> int:
+        return self.routed_to_review - self.newly_published
+
+
+def publish_scored_in_batches(
+    store: Any,
+    scored: pl.DataFrame,
+    applications: pl.DataFrame,
+    *,
+    id_column: str,
+    policy: DecisionPolicy,
+    actor: str,
+    batch_size: int = DEFAULT_PUBLISH_BATCH,
+) -> PublishSummary:
+    """Publish the review rows of ``scored`` (``scored_applications`` rows) as cases, one
+    write transaction per ``batch_size`` rows, in the order given. ``applications``: the raw
+    application rows of those ids (``id_column`` is the contract's id column).
+
+    Only one batch's rows are ever held as Python objects. A batch that fails leaves the
+    batches before it published; running again publishes the rest and nothing twice."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if "action" in scored.columns:
+        scored = scored.filter(pl.col("action") == "review")
+    cutoff = recommendation_cutoff(policy)
+    ids = applications.get_column(id_column).cast(pl.String) if applications.height else None
+    applications = applications.with_columns(ids.alias("__aios_application_id")) if ids is not None else applications
+    routed = published = four_eyes = blind = batches = 0
+    application_ids: list[str] = []
+    for batch in scored.iter_slices(batch_size):
+        batch_ids = batch.get_column("application_id").cast(pl.String)
+        by_id: dict[str, dict[str, Any]] = {}
+        if ids is not None:
+            matching = applications.filter(pl.col("__aios_application_id").is_in(batch_ids.implode()))
+            by_id = {
+                str(row.pop("__aios_application_id")): row for row in matching.iter_rows(named=True)
+            }
+        rows = case_rows_from_scored(batch.iter_rows(named=True), by_id, policy=policy, cutoff=cutoff)
+        try:
+            published += store.publish_cases(rows, actor=actor)
+        except ReviewValidationError as error:
+            first = batches * batch_size
+            raise ReviewValidationError(
+                f"batch {batches + 1} of the review rows (the day's rows {first}..{first + len(rows) - 1}; rows[i] "
+                f"below counts within the batch; {published} cases were published by the batches before it, and a run "
+                f"after the fix keeps them and publishes the rest): {error}"
+            ) from error
+        routed += len(rows)
+        four_eyes += sum(1 for r in rows if r["requires_four_eyes"])
+        blind += sum(1 for r in rows if r["blind_review"])
+        application_ids.extend(r["application_id"] for r in rows)
+        batches += 1
+    return PublishSummary(routed, published, four_eyes, blind, batches, tuple(application_ids))
