@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 import dagster as dg
 import polars as pl
 import pytest
+from pathlib import Path
 
 from aios_pipelines.analytics.review_tables import (
     HUMAN_DECISIONS_SCHEMA,
@@ -455,6 +456,32 @@ def test_build_analytics_job_rerun_changes_nothing(built, instance, monkeypatch)
     after = {t: table(warehouse, t, "all") for t in before}
     for name in before:
         assert after[name].equals(before[name]), name
+    # the first build on this warehouse left its parse for the next: dbt did not parse the
+    # whole project again (the prepared parse was made for another warehouse path)
+    logs = [e.user_message for e in instance.all_logs(result.run_id) if "dbt build:" in (e.user_message or "")]
+    dbt_log = Path(logs[-1].rsplit("; log ", 1)[1])
+    text = dbt_log.read_text(encoding="utf-8")
+    assert "Unable to do partial parsing" not in text and "14 models" in text
+
+
+def test_a_builds_parse_is_left_for_the_next_and_a_read_only_project_is_no_error(tmp_path):
+    from aios_pipelines.defs.analytics.dbt_assets import _hand_on_partial_parse
+
+    run_target = tmp_path / "target" / "analytics_dbt_models-abc-123"
+    run_target.mkdir(parents=True)
+    assert _hand_on_partial_parse(run_target) is False  # dbt failed before parsing: nothing to hand on
+    (run_target / "partial_parse.msgpack").write_bytes(b"new parse")
+    (tmp_path / "target" / "partial_parse.msgpack").write_bytes(b"prepared parse")
+    assert _hand_on_partial_parse(run_target) is True
+    assert (tmp_path / "target" / "partial_parse.msgpack").read_bytes() == b"new parse"
+    assert sorted(p.name for p in (tmp_path / "target").iterdir()) == ["analytics_dbt_models-abc-123", "partial_parse.msgpack"]
+
+    blocked = tmp_path / "blocked" / "analytics_dbt_models-def-456"
+    blocked.mkdir(parents=True)
+    (blocked / "partial_parse.msgpack").write_bytes(b"new parse")
+    (tmp_path / "blocked" / "partial_parse.msgpack").mkdir()  # cannot be replaced by a file
+    assert _hand_on_partial_parse(blocked) is False
+    assert sorted(p.name for p in (tmp_path / "blocked").iterdir()) == ["analytics_dbt_models-def-456", "partial_parse.msgpack"]
 
 
 def test_a_fresh_install_without_review_tables_still_builds(dbt_manifest, instance, tmp_path, contract):

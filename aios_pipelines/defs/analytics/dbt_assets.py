@@ -10,6 +10,7 @@ Tests on sources are checks on those Python assets.
 import contextlib
 import io
 import json
+import os
 import re
 import shutil
 from collections.abc import Iterable, Iterator, Mapping
@@ -130,6 +131,7 @@ def analytics_dbt_models(
     with contextlib.redirect_stdout(_LogLines(context.log.warning, keep=_is_dbt_problem)):
         events = list(invocation.stream())
     yield from _with_row_counts(events, store, context.assets_def.keys_by_output_name)
+    _hand_on_partial_parse(invocation.target_path)
     _prune_run_artifacts(invocation.target_path)
     error = invocation.get_error()
     if error is not None:
@@ -168,6 +170,28 @@ def _dbt_summary(events: list[Any]) -> str:
     checks = [e for e in events if isinstance(e, dg.AssetCheckResult)]
     failing = sum(1 for c in checks if not c.passed)
     return f"{outputs} models built, {len(checks)} tests, {failing} not passing"
+
+
+def _hand_on_partial_parse(run_target: Path) -> bool:
+    """Leave this build's parse where the next build starts from.
+
+    dagster-dbt copies ``target/partial_parse.msgpack`` into each invocation's own folder.
+    dbt throws it away when the profile's connection details differ from the parse's (the
+    DuckDB file's path is one of them) and parses the whole project again, about 3 s: a
+    warehouse anywhere but where ``prepare`` pointed paid that on every build. dbt checks the
+    file before using it, so a stale or foreign one only costs that parse again."""
+    fresh = run_target / "partial_parse.msgpack"
+    shared = run_target.parent / "partial_parse.msgpack"
+    if not fresh.is_file():
+        return False
+    partial = shared.with_name(f".{shared.name}.{os.getpid()}.partial")
+    try:
+        shutil.copyfile(fresh, partial)
+        os.replace(partial, shared)  # readers see the old file or the new one, never half
+    except OSError:
+        partial.unlink(missing_ok=True)
+        return False  # a read-only project folder: builds still work, each one parses
+    return True
 
 
 def _prune_run_artifacts(current: Path, keep: int = KEEP_RUN_ARTIFACTS) -> None:
