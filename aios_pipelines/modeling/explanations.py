@@ -2,8 +2,10 @@
 
 LightGBM's ``pred_contrib=True`` returns exact TreeSHAP values: for each row one value per
 feature plus a bias (last column), in log-odds (raw score) space, summing to the raw score.
+For a day's batch they are computed per tree for each distinct way a row goes through it
+(:mod:`aios_pipelines.modeling.tree_shap`): the same values, about seven times faster.
 A reason is a feature whose contribution pushed the row's risk UP (adverse-action style); a
-feature that lowered the risk is never a reason. Contributions cost about twenty plain
+feature that lowered the risk is never a reason. Contributions still cost several plain
 predictions, so the pipeline computes them only for the rows that need them (declines and
 referrals), through :func:`explain_rows`.
 """
@@ -16,6 +18,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
+from aios_pipelines.modeling.tree_shap import tree_shap_contributions
 from aios_pipelines.modeling.training import (
     ID_COLUMN,
     FeatureSpec,
@@ -33,14 +36,17 @@ DEFAULT_CONFIDENCE_SCALE = 1.0
 
 def contributions(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
     """``(n, n_features + 1)`` contributions in log-odds space; the last column is the bias
-    (the expected raw score), and each row sums to the row's raw score."""
+    (the expected raw score), and each row sums to the row's raw score.
+
+    LightGBM's exact TreeSHAP, tabulated per tree for large batches (:mod:`tree_shap`).
+    """
     n_features = booster.num_feature()
     matrix = np.asarray(matrix, dtype=np.float64)
     if matrix.ndim != 2 or matrix.shape[1] != n_features:
         raise ValueError(f"expected a matrix with {n_features} columns, got shape {matrix.shape}")
     if matrix.shape[0] == 0:
         return np.empty((0, n_features + 1), dtype=np.float64)
-    contribs = np.asarray(booster.predict(matrix, pred_contrib=True), dtype=np.float64)
+    contribs, _ = tree_shap_contributions(booster, matrix)
     if contribs.shape != (matrix.shape[0], n_features + 1):
         raise ValueError(f"unexpected contribution shape {contribs.shape}")
     return contribs
