@@ -451,7 +451,9 @@ def baseline_score_contrib(aios_home: str, warehouse_path: str, day: str) -> dic
     """The floor of scoring *with reasons*: ``Booster.predict`` on every row plus LightGBM's
     per-row contributions (``pred_contrib=True``) on the rows the product explained (those
     whose action the policy's ``reasons.required_for`` names), on the prepared matrix. Read
-    after the product's scoring run, from its ``scored_applications``."""
+    after the product's scoring run, from its ``scored_applications``. Untimed for the stage,
+    the product's tabulated TreeSHAP on the same rows, its seconds and its largest difference
+    from ``pred_contrib``."""
     _env(aios_home)
     import polars as pl
 
@@ -472,6 +474,13 @@ def baseline_score_contrib(aios_home: str, warehouse_path: str, day: str) -> dic
     predicted = time.perf_counter()
     contributions = booster.predict(matrix[needs], pred_contrib=True)
     done = time.perf_counter()
+    # the product's way to the same values (explanations.contributions), on the same rows
+    from aios_pipelines.modeling.tree_shap import tree_shap_contributions
+
+    tabulated_began = time.perf_counter()
+    tabulated, method = tree_shap_contributions(booster, matrix[needs])
+    tabulated_done = time.perf_counter()
+    difference = float(abs(tabulated - contributions).max()) if len(contributions) else 0.0
     return {
         "label": "floor of scoring with reasons: Booster.predict (all rows) + pred_contrib (rows needing reasons)",
         "rows": int(matrix.shape[0]),
@@ -483,6 +492,10 @@ def baseline_score_contrib(aios_home: str, warehouse_path: str, day: str) -> dic
         "pred_contrib_seconds": round(done - predicted, 3),
         "contribution_columns": int(contributions.shape[1]),
         "rows_per_second": rate(int(matrix.shape[0]), done - began),
+        "tabulated_treeshap_seconds": round(tabulated_done - tabulated_began, 3),
+        "tabulated_treeshap_method": method,
+        "tabulated_vs_pred_contrib_max_abs_difference": difference,
+        "pred_contrib_vs_tabulated_treeshap_ratio": round((done - predicted) / max(tabulated_done - tabulated_began, 1e-9), 2),
     }
 
 

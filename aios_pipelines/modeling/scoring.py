@@ -5,7 +5,7 @@ and the reasons from its own per-prediction contributions; without one (missing 
 artifact, a failure while predicting) the policy's rule-based scorecard answers, every row
 says so in ``decision_source``, and its reasons are the scorecard factors that cost the most
 points. Reasons are computed only where the policy needs them (declines and referrals):
-exact TreeSHAP costs about twenty plain predictions.
+exact TreeSHAP, even tabulated per tree (``tree_shap``), costs several plain predictions.
 """
 
 from __future__ import annotations
