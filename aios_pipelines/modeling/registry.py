@@ -108,8 +108,17 @@ class RegistryConfig:
     """Where the registry lives.
 
     ``tracking_uri`` is a database URI (``sqlite:////absolute/path/mlflow.db``, four
-    slashes) or a tracking server; ``artifact_location`` a URI (``file:///...``, ``s3://...``)
-    used when the experiment is created.
+    slashes, or ``postgresql+psycopg://...``) or a tracking server (``http://`` or
+    ``https://``).
+
+    ``artifact_location`` is a URI (``file:///...``, ``s3://...``) used when the registry
+    creates a missing experiment on a database URI. On a tracking server it is not used at
+    all: a missing experiment is created without a client-side location, so it gets the
+    server's default (``mlflow-artifacts:/<id>`` when the server runs with
+    ``--serve-artifacts``), which every machine reads through the server; no local folder
+    is created. An existing experiment on a server whose artifacts are in a local folder
+    (``file:`` or a bare path) is refused with ``RegistryError``, because other machines
+    could not load its models.
     """
 
     tracking_uri: str
@@ -500,14 +509,25 @@ class ModelRegistry:
 
     def _ensure_experiment(self) -> str:
         name = self.config.experiment_name
+        server = _is_tracking_server(self.config.tracking_uri)
         experiment = self._client.get_experiment_by_name(name)
         if experiment is None:
+            if server:
+                # The server's default location (mlflow-artifacts:/<id> with
+                # --serve-artifacts): readable from every machine, unlike a local folder.
+                experiment_id = self._client.create_experiment(name)
+                experiment = self._client.get_experiment(experiment_id)
+                _refuse_local_artifacts_on_server(experiment, self.config.tracking_uri)
+                return experiment_id
             return self._client.create_experiment(name, artifact_location=self.config.artifact_location)
         if experiment.lifecycle_stage != "active":
             raise RegistryError(
                 f"experiment '{name}' at {self.config.tracking_uri} is deleted; restore it in "
                 "MLflow or choose another experiment_name"
             )
+        if server:
+            _refuse_local_artifacts_on_server(experiment, self.config.tracking_uri)
+            return experiment.experiment_id
         if self.config.artifact_location.startswith("file:") and _same_location(
             experiment.artifact_location, self.config.artifact_location
         ) is False:
@@ -717,7 +737,31 @@ class ModelRegistry:
 # ---------------------------------------------------------------------- helpers
 
 
+def _is_tracking_server(tracking_uri: str) -> bool:
+    return urlparse(tracking_uri).scheme.lower() in ("http", "https")
+
+
+def _refuse_local_artifacts_on_server(experiment: Any, tracking_uri: str) -> None:
+    """A tracking server's experiment must not keep its artifacts in a local folder: the
+    files would land on whichever machine logged them, and no other machine could load the
+    model. Refused before anything is written."""
+    location = experiment.artifact_location or ""
+    scheme = urlparse(location).scheme.lower()
+    if scheme == "file" or not scheme:
+        raise RegistryError(
+            f"experiment '{experiment.name}' (id {experiment.experiment_id}) on the tracking "
+            f"server {tracking_uri} stores artifacts in the local folder {location!r}: models "
+            "logged there could only be loaded on the machine that wrote them. Start the "
+            "server with --serve-artifacts (or --default-artifact-root on shared storage) and "
+            "use an experiment whose artifact location is mlflow-artifacts:/... or a shared "
+            "store (s3://, gs://, ...): rename or delete this experiment on the server, or set "
+            "another experiment_name"
+        )
+
+
 def _ensure_local_folders(config: RegistryConfig) -> None:
+    if _is_tracking_server(config.tracking_uri):
+        return  # nothing local: the server owns the backend and the artifacts
     if config.tracking_uri.startswith("sqlite:////"):
         Path(config.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     local_artifacts = _local_path(config.artifact_location)
