@@ -228,9 +228,9 @@ def print_summary(paths, home: Path, seconds: float) -> None:
 
 
 def _registry(paths):
-    from aios_pipelines.modeling.registry import ModelRegistry, default_registry_config
+    from aios_pipelines.modeling.registry import ModelRegistry, configured_registry_config
 
-    return ModelRegistry(default_registry_config(paths))
+    return ModelRegistry(configured_registry_config(paths))
 
 
 def _print_model_summary(paths) -> None:

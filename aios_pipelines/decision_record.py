@@ -128,10 +128,10 @@ def decision_record(paths: AiosPaths, application_id: str, *, review_store: Any 
 
     model: dict[str, Any] | None = None
     if scored and scored.get("model_version"):
-        from aios_pipelines.modeling.registry import ModelRegistry, RegistryError, default_registry_config
+        from aios_pipelines.modeling.registry import ModelRegistry, RegistryError, configured_registry_config
 
         try:
-            info = ModelRegistry(default_registry_config(paths)).get_version(int(scored["model_version"]))
+            info = ModelRegistry(configured_registry_config(paths)).get_version(int(scored["model_version"]))
             model = {
                 "name": "credit_risk_model",
                 "version": info.version,

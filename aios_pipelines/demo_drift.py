@@ -130,9 +130,9 @@ def _evaluate(paths):
     from aios_pipelines.monitoring.triggers import evaluate_triggers, load_trigger_config
     from aios_pipelines.storage.warehouse import configured_warehouse
 
-    from aios_pipelines.modeling.registry import ModelRegistry, default_registry_config
+    from aios_pipelines.modeling.registry import ModelRegistry, configured_registry_config
 
-    registry = ModelRegistry(default_registry_config(paths))
+    registry = ModelRegistry(configured_registry_config(paths))
     snapshot = load_snapshot(configured_warehouse(paths), champion_facts(registry))
     return registry, evaluate_triggers(snapshot, load_trigger_config())
 

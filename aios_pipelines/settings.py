@@ -122,6 +122,17 @@ def aios_paths() -> AiosPaths:
     return AiosPaths(aios_home())
 
 
+MLFLOW_TRACKING_URI_ENV = "AIOS_MLFLOW_TRACKING_URI"
+
+
+def mlflow_tracking_uri(paths: AiosPaths) -> str:
+    """The model registry in force: ``$AIOS_MLFLOW_TRACKING_URI`` (a tracking server or a
+    database) when set, else the data directory's embedded SQLite one. The pipeline's
+    resources, the online decisions and every ``aios`` command read it here, so an
+    operator's promote or rollback reaches the registry that scores."""
+    return os.environ.get(MLFLOW_TRACKING_URI_ENV) or paths.mlflow_tracking_uri
+
+
 def contract_path() -> Path:
     """The data contract in force: ``$AIOS_CONTRACT`` when set, else the shipped one."""
     configured = os.environ.get("AIOS_CONTRACT")

@@ -106,6 +106,36 @@ def test_model_commands_on_an_empty_registry(home, capsys):
     assert err.startswith("error: ") and "no champion to roll back" in err
 
 
+def test_model_commands_act_on_the_registry_named_by_the_environment(home, capsys, monkeypatch, tmp_path):
+    """A deployment's registry is ``$AIOS_MLFLOW_TRACKING_URI`` (a server or a database): an
+    operator's promote must reach it, not the data directory's embedded one."""
+    from test_registry import register, train_booster
+
+    from aios_pipelines.modeling.registry import RegistryConfig
+
+    shared = tmp_path / "shared_registry"
+    shared.mkdir()
+    # a registry database elsewhere, artifacts in this data directory (as on PostgreSQL)
+    registry = ModelRegistry(RegistryConfig(tracking_uri=f"sqlite:///{(shared / 'mlflow.db').as_posix()}",
+                                            artifact_location=AiosPaths(home.resolve()).mlflow_artifact_uri))
+    plot = shared / "calibration.png"
+    plot.write_bytes(b"\x89PNG\r\n\x1a\n")
+    register(registry, train_booster(seed=1), plot)
+    register(registry, train_booster(seed=2), plot, auc=0.8)
+    monkeypatch.setenv("AIOS_MLFLOW_TRACKING_URI", registry.config.tracking_uri)
+
+    code, out, err = run(capsys, "model", "list")
+    assert code == 0, err
+    assert [line.split()[0] for line in out.splitlines()[1:]] == ["2", "1"]
+    code, out, err = run(capsys, "model", "promote", "2", "--reason", "reviewed", "--actor", "eve")
+    assert code == 0, err
+    assert registry.champion().version == 2
+
+    monkeypatch.delenv("AIOS_MLFLOW_TRACKING_URI")
+    code, out, _ = run(capsys, "model", "list")
+    assert "no model versions registered yet" in out  # the embedded registry was never touched
+
+
 def test_explain_an_unknown_application(home, capsys):
     code, out, err = run(capsys, "explain", "UNKNOWN")
     assert code == 2

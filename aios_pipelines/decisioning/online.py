@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import re
 import threading
 import time
@@ -557,14 +556,11 @@ class OnlineDecisions:
         """The data directory's registry (``$AIOS_MLFLOW_TRACKING_URI`` overrides its tracking
         store), the contract in force (``$AIOS_CONTRACT``), the policy in force and the
         operators' automation switch; the same sources as the pipeline's resources."""
-        from aios_pipelines.modeling.registry import ModelRegistry, RegistryConfig
+        from aios_pipelines.modeling.registry import ModelRegistry, configured_registry_config
         from aios_pipelines.settings import aios_paths, contract_path
 
         paths = (paths or aios_paths()).ensure()
-        config = RegistryConfig(
-            tracking_uri=os.environ.get("AIOS_MLFLOW_TRACKING_URI", paths.mlflow_tracking_uri),
-            artifact_location=paths.mlflow_artifact_uri,
-        )
+        config = configured_registry_config(paths)
         path = contract_path()
         return cls(
             load_contract(path),

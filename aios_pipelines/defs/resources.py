@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 
 from aios_pipelines.ingestion.contract import DataContract, load_contract
-from aios_pipelines.settings import AiosPaths, aios_paths, contract_path
+from aios_pipelines.settings import AiosPaths, aios_paths, contract_path, mlflow_tracking_uri
 from aios_pipelines.storage.postgres_warehouse import PostgresWarehouse
 from aios_pipelines.storage.warehouse import Warehouse
 
@@ -85,7 +85,7 @@ def default_resources(paths: AiosPaths | None = None) -> dict[str, dg.Configurab
         "landing": LandingResource(landing_dir=str(paths.landing), contract_path=str(contract_path())),
         "reports": ReportsResource(reports_dir=str(paths.reports)),
         "model_registry": ModelRegistryResource(
-            tracking_uri=os.environ.get("AIOS_MLFLOW_TRACKING_URI", paths.mlflow_tracking_uri),
+            tracking_uri=mlflow_tracking_uri(paths),
             artifact_location=paths.mlflow_artifact_uri,
         ),
         "policy": PolicyResource(policy_path=str(policy_path()), control_dir=str(paths.control)),

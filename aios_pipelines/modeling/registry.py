@@ -54,7 +54,7 @@ from mlflow.entities import LoggedModelOutput, LoggedModelStatus, Metric, Param,
 from mlflow.entities.model_registry import ModelVersion  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 
-from aios_pipelines.settings import AiosPaths  # noqa: E402
+from aios_pipelines.settings import AiosPaths, mlflow_tracking_uri  # noqa: E402
 
 REGISTERED_MODEL_NAME = "credit_risk_model"
 CHAMPION_ALIAS = "champion"
@@ -153,6 +153,12 @@ class RegistryConfig:
 def default_registry_config(paths: AiosPaths) -> RegistryConfig:
     """The embedded registry of one data directory: SQLite backend, local artifact folder."""
     return RegistryConfig(tracking_uri=paths.mlflow_tracking_uri, artifact_location=paths.mlflow_artifact_uri)
+
+
+def configured_registry_config(paths: AiosPaths) -> RegistryConfig:
+    """The registry in force (:func:`aios_pipelines.settings.mlflow_tracking_uri`), with the
+    data directory's artifact folder for an embedded or database registry."""
+    return RegistryConfig(tracking_uri=mlflow_tracking_uri(paths), artifact_location=paths.mlflow_artifact_uri)
 
 
 @dataclass
