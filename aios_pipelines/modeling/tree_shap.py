@@ -198,7 +198,8 @@ def tree_shap_contributions(booster: lgb.Booster, matrix: np.ndarray) -> tuple[n
         return _pred_contrib(booster, matrix), f"{PRED_CONTRIB}: {n} rows (tabulated from {MIN_TABULATED_ROWS:,})"
     # column-major copy: each split reads one feature of every row
     columns = np.asfortranarray(matrix)
-    leaves = np.asarray(booster.predict(matrix, pred_leaf=True), dtype=np.int64).reshape(n, len(model.trees))
+    # LightGBM's own leaf per row and tree (int32; one tree's column at a time below)
+    leaves = np.asarray(booster.predict(matrix, pred_leaf=True)).reshape(n, len(model.trees))
     # one contiguous row per output column: each tree adds to the few columns it touches
     out = np.zeros((width, n), dtype=np.float64)
     decided: dict = {}
