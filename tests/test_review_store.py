@@ -331,8 +331,61 @@ def test_audit_log_refuses_updates_and_deletes(sqlite_store: ReviewStore):
             conn.execute("UPDATE decisions SET decision = 'approve'")
 
 
+@pytest.fixture()
+def parallel_verification(monkeypatch):
+    """Split every chain verification across two processes, however short the chain, and
+    count the joins (the split happens in this process)."""
+    import aios_pipelines.review.store as store_module
+
+    joins = []
+    join = store_module.audit.join_segments
+    monkeypatch.setattr(store_module, "PARALLEL_VERIFY_MIN_ENTRIES", 2)
+    monkeypatch.setattr(store_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(store_module.audit, "join_segments", lambda *a: joins.append(1) or join(*a))
+    return joins
+
+
+def test_audit_chain_verified_in_two_processes_on_both_engines(store: ReviewStore, parallel_verification):
+    for i in range(3):
+        store.decide(one_case(store, f"A{i}"), "ann", "approve")
+    head = store.audit_head()
+    assert store.verify_audit_chain(anchor=head) == (True, None)
+    middle = store.audit_entries()[5]
+    assert store.verify_audit_chain_from((middle["seq"], middle["entry_hash"])) == (True, None, head)
+    assert len(parallel_verification) == 2
+
+
+def test_audit_chain_verified_in_process_when_the_processes_fail(sqlite_store, parallel_verification, monkeypatch,
+                                                                  caplog):
+    import aios_pipelines.review.store as store_module
+    from concurrent.futures.process import BrokenProcessPool
+
+    class Broken:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def map(self, *args):
+            raise BrokenProcessPool("a child died")
+
+    sqlite_store.decide(one_case(sqlite_store), "ann", "approve")
+    monkeypatch.setattr(store_module, "ProcessPoolExecutor", Broken)
+    with caplog.at_level("WARNING"):
+        assert sqlite_store.verify_audit_chain() == (True, None)
+    assert "verified in one process" in caplog.text and not parallel_verification
+    _tamper(sqlite_store, "UPDATE audit_log SET actor = 'mallory' WHERE seq = 3")
+    assert sqlite_store.verify_audit_chain() == (False, 3)
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["one-process", "two-processes"])
 @pytest.mark.parametrize("tampering", ["edit_payload", "delete_row", "swap_rows", "cut_tail"])
-def test_audit_chain_detects_tampering(sqlite_store: ReviewStore, tampering: str):
+def test_audit_chain_detects_tampering(sqlite_store: ReviewStore, tampering: str, parallel: bool, request):
+    joins = request.getfixturevalue("parallel_verification") if parallel else None
     case_id = one_case(sqlite_store)
     sqlite_store.decide(case_id, "ann", "decline", ["R07"], "override: bureau data outdated")
     entries = sqlite_store.audit_entries()
@@ -359,6 +412,8 @@ def test_audit_chain_detects_tampering(sqlite_store: ReviewStore, tampering: str
         assert sqlite_store.verify_audit_chain(anchor=head) == (False, head[0])  # ... the saved head catches it
         return
     assert sqlite_store.verify_audit_chain() == (False, expected)
+    assert sqlite_store.verify_audit_chain_from((1, entries[0]["entry_hash"]))[:2] == (False, expected)
+    assert joins is None or len(joins) == 2
 
 
 def test_case_rows_from_scored_keeps_review_rows_only():

@@ -14,7 +14,9 @@ Cutting entries off the end leaves a shorter valid chain: compare against a head
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Iterable, Mapping
 
@@ -74,3 +76,44 @@ def verify_entries_to_head(
         prev = row["entry_hash"]
         expected_seq += 1
     return True, None, (expected_seq - 1, prev)
+
+
+@dataclass(frozen=True)
+class SegmentCheck:
+    """One stretch of the chain checked on its own, trusting its first entry's stored
+    ``prev_hash``; :func:`join_segments` then checks that claim against the stretch before."""
+
+    first: tuple[int, str] | None  # (seq, stored prev_hash) of its first entry; None when empty
+    ok: bool
+    bad: int | None
+    end: tuple[int, str] | None  # (seq, entry_hash) of its last good entry
+
+
+def verify_segment(entries: Iterable[Mapping[str, Any]]) -> SegmentCheck:
+    """Check ``entries`` (in ``seq`` order) as :func:`verify_entries_to_head` would from the
+    entry before the first, whose hash is taken from the first entry's ``prev_hash``."""
+    rows = iter(entries)
+    first_row = next(rows, None)
+    if first_row is None:
+        return SegmentCheck(first=None, ok=True, bad=None, end=None)
+    first = (int(first_row["seq"]), str(first_row["prev_hash"]))
+    ok, bad, end = verify_entries_to_head(itertools.chain([first_row], rows), (first[0] - 1, first[1]))
+    return SegmentCheck(first=first, ok=ok, bad=bad, end=end)
+
+
+def join_segments(
+    start: tuple[int, str], checks: Iterable[SegmentCheck]
+) -> tuple[bool, int | None, tuple[int, str]]:
+    """The result of :func:`verify_entries_to_head` over the segments' entries in order,
+    from ``start``: each segment must begin with the entry after the previous one's last and
+    link to its hash, and the first segment that fails decides."""
+    prev = start
+    for check in checks:
+        if check.first is None:
+            continue
+        if check.first != (prev[0] + 1, prev[1]):
+            return False, check.first[0], prev
+        if not check.ok:
+            return False, check.bad, check.end
+        prev = check.end
+    return True, None, prev

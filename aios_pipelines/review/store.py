@@ -26,10 +26,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import math
+import multiprocessing
+import os
 import re
 import secrets
 import uuid
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
@@ -70,8 +75,14 @@ from aios_pipelines.review.schema import (
 
 DEFAULT_DUE_HOURS = 48
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+logger = logging.getLogger(__name__)
 _PG_LOCK_KEY = 0x41494F53  # "AIOS": the advisory lock every write transaction takes
 _IN_CHUNK = 500  # ids per IN (...) list, below SQLite's bound-parameter limit
+# Verifying the audit chain is CPU-bound Python (JSON, sha256): from this many entries on it
+# is split into one stretch per core, each checked in its own process (about 25 us per entry
+# against under a second to start a process).
+PARALLEL_VERIFY_MIN_ENTRIES = 100_000
+MAX_VERIFY_PROCESSES = 4
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}$")
@@ -1231,24 +1242,44 @@ class ReviewStore:
         seq, expected_hash = int(start[0]), str(start[1])
         if self.audit_entry_hash(seq) != expected_hash:
             return False, seq, (seq, expected_hash)
-        with self._read() as conn:
-            rows = conn.execute(select(audit_log).where(audit_log.c.seq > seq).order_by(audit_log.c.seq)).mappings()
-            return audit.verify_entries_to_head(rows, (seq, expected_hash))
+        return self._verify_chain_after((seq, expected_hash))
 
     def verify_audit_chain(self, anchor: tuple[int, str] | None = None) -> tuple[bool, int | None]:
         """Recompute the chain: ``(True, None)`` or ``(False, first bad seq)``.
 
         With ``anchor`` (a head saved earlier) the entry at that seq must still carry that hash."""
-        with self._read() as conn:
-            rows = conn.execute(select(audit_log).order_by(audit_log.c.seq)).mappings()
-            ok, bad = audit.verify_entries(rows)
-            if not ok:
-                return ok, bad
-            if anchor is not None:
-                row = conn.execute(select(audit_log.c.entry_hash).where(audit_log.c.seq == anchor[0])).first()
-                if row is None or row.entry_hash != anchor[1]:
-                    return False, anchor[0]
+        ok, bad, _ = self._verify_chain_after((0, audit.GENESIS_HASH))
+        if not ok:
+            return ok, bad
+        if anchor is not None and self.audit_entry_hash(int(anchor[0])) != anchor[1]:
+            return False, anchor[0]
         return True, None
+
+    def _verify_chain_after(self, start: tuple[int, str]) -> tuple[bool, int | None, tuple[int, str]]:
+        """:func:`audit.verify_entries_to_head` over every entry after ``start``: in this
+        process, or for a long stretch on a shared database split into one stretch per core,
+        each verified in its own process and joined at the seams (:func:`audit.join_segments`
+        gives the same answer as one pass)."""
+        with self._read() as conn:
+            head = conn.execute(select(func.max(audit_log.c.seq))).scalar()
+        processes = min(os.cpu_count() or 1, MAX_VERIFY_PROCESSES)
+        in_memory = self.dialect == "sqlite" and make_url(self.url).database in (None, "", ":memory:")
+        if head is None or head - start[0] < PARALLEL_VERIFY_MIN_ENTRIES or processes < 2 or in_memory:
+            return self._verify_chain_after_in_process(start)
+        bounds = [start[0] + (head - start[0]) * i // processes for i in range(processes + 1)]
+        try:
+            # spawn: the caller may be a threaded server or a Dagster step; fork would copy its locks
+            with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+                checks = list(pool.map(_verify_audit_stretch, [self.url] * processes, bounds[:-1], bounds[1:]))
+        except BrokenProcessPool as exc:  # e.g. a __main__ without the ``if __name__`` guard
+            logger.warning("audit chain verified in one process: the verifying processes failed (%s)", exc)
+            return self._verify_chain_after_in_process(start)
+        return audit.join_segments(start, checks)
+
+    def _verify_chain_after_in_process(self, start: tuple[int, str]) -> tuple[bool, int | None, tuple[int, str]]:
+        with self._read() as conn:
+            rows = conn.execute(select(audit_log).where(audit_log.c.seq > start[0]).order_by(audit_log.c.seq)).mappings()
+            return audit.verify_entries_to_head(rows, start)
 
     # ------------------------------------------------------------------ webhooks
 
@@ -1532,3 +1563,19 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # noqa: ANN001
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("aios_write") else "BEGIN")
+
+
+def _verify_audit_stretch(url: str, after_seq: int, upto_seq: int) -> audit.SegmentCheck:
+    """One process's share of :meth:`ReviewStore._verify_chain_after`: the entries with
+    ``after_seq < seq <= upto_seq``, read in one transaction of its own."""
+    store = ReviewStore(url)
+    try:
+        with store._read() as conn:
+            rows = conn.execute(
+                select(audit_log)
+                .where(audit_log.c.seq > after_seq, audit_log.c.seq <= upto_seq)
+                .order_by(audit_log.c.seq)
+            ).mappings()
+            return audit.verify_segment(rows)
+    finally:
+        store.dispose()
