@@ -519,6 +519,12 @@ class ReviewStore:
     def dispose(self) -> None:
         self.engine.dispose()
 
+    @property
+    def single_connection(self) -> bool:
+        """An in-memory SQLite store: one connection, not to be used from two threads at once
+        nor from another process."""
+        return self.dialect == "sqlite" and make_url(self.url).database in (None, "", ":memory:")
+
     def _now(self, now: datetime | None) -> datetime:
         return _as_aware(now if now is not None else self.clock(), "now")
 
@@ -1263,8 +1269,7 @@ class ReviewStore:
         with self._read() as conn:
             head = conn.execute(select(func.max(audit_log.c.seq))).scalar()
         processes = min(os.cpu_count() or 1, MAX_VERIFY_PROCESSES)
-        in_memory = self.dialect == "sqlite" and make_url(self.url).database in (None, "", ":memory:")
-        if head is None or head - start[0] < PARALLEL_VERIFY_MIN_ENTRIES or processes < 2 or in_memory:
+        if head is None or head - start[0] < PARALLEL_VERIFY_MIN_ENTRIES or processes < 2 or self.single_connection:
             return self._verify_chain_after_in_process(start)
         bounds = [start[0] + (head - start[0]) * i // processes for i in range(processes + 1)]
         try:

@@ -1,6 +1,7 @@
 """The pipeline's doors into the review store: publish routed cases, copy decisions out (the
 human ones, and the online decisions the service made), and sweep SLAs and idle claims."""
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 import dagster as dg
@@ -147,32 +148,37 @@ def review_copies(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     store = review_store.get().use_queues(QueueRules(policy_in_force))
     wh = warehouse.get()
     state = (wh.read_table(COPY_STATE_TABLE).to_dicts() or [None])[0] if wh.table_exists(COPY_STATE_TABLE) else None
-    decision_cursor = wh.scalar("select max(copied_cursor) from human_decisions") if wh.table_exists("human_decisions") else None
-    event_cursor = wh.scalar("select max(event_id) from review_events") if wh.table_exists("review_events") else None
-    # read before anything else: every case change up to this entry is committed, and the
-    # review service keeps working while the copy runs (later changes wait for the next copy)
-    head_seq, head_hash = store.audit_head() or (0, GENESIS_HASH)
-    in_store = store.last_decision_seq()
-    new_decisions = store.decisions_since(int(decision_cursor or 0), limit=1_000_000)
-    new_events = store.events_since(int(event_cursor or 0), limit=1_000_000)
-    claim_events = store.claim_events({d["case_id"] for d in new_decisions}) if new_decisions else []
-    cases_from = incremental_cases_from(state, policy_fingerprint=policy_in_force.fingerprint, head_seq=head_seq,
-                                        entry_hash_at=store.audit_entry_hash,
-                                        cases_table_exists=wh.table_exists("review_cases"))
-    if cases_from is None:
-        cases = cases_table_from_columns(store.case_columns(CASE_COPY_COLUMNS), queue_of=store.queue_of)
-    else:
-        changed = store.cases_changed(cases_from, head_seq)
-        cases = cases_table_from_columns(store.case_columns(CASE_COPY_COLUMNS, case_ids=changed) if changed else [],
-                                         queue_of=store.queue_of)
-    decisions = decisions_table(new_decisions, claim_events)
-    events = events_table(new_events)
-
     last_good = (int(state["verified_seq"]), str(state["verified_hash"])) if state and state.get("verified_hash") else None
     # from the start on the first copy, or when that entry no longer has the hash verified
     # before (a replaced or restored store; a rewritten chain is audit_checkpoint's to catch)
     verified_from = last_good if last_good and store.audit_entry_hash(last_good[0]) == last_good[1] else (0, GENESIS_HASH)
-    chain_ok, first_bad, verified_to = store.verify_audit_chain_from(verified_from)
+    # a long stretch is verified in other processes (one per core): start it first and read
+    # the cases, decisions and events meanwhile
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-verify") as background:
+        verification = None if store.single_connection else background.submit(store.verify_audit_chain_from,
+                                                                                 verified_from)
+        decision_cursor = wh.scalar("select max(copied_cursor) from human_decisions") if wh.table_exists("human_decisions") else None
+        event_cursor = wh.scalar("select max(event_id) from review_events") if wh.table_exists("review_events") else None
+        # read before anything else: every case change up to this entry is committed, and the
+        # review service keeps working while the copy runs (later changes wait for the next copy)
+        head_seq, head_hash = store.audit_head() or (0, GENESIS_HASH)
+        in_store = store.last_decision_seq()
+        new_decisions = store.decisions_since(int(decision_cursor or 0), limit=1_000_000)
+        new_events = store.events_since(int(event_cursor or 0), limit=1_000_000)
+        claim_events = store.claim_events({d["case_id"] for d in new_decisions}) if new_decisions else []
+        cases_from = incremental_cases_from(state, policy_fingerprint=policy_in_force.fingerprint, head_seq=head_seq,
+                                            entry_hash_at=store.audit_entry_hash,
+                                            cases_table_exists=wh.table_exists("review_cases"))
+        if cases_from is None:
+            cases = cases_table_from_columns(store.case_columns(CASE_COPY_COLUMNS), queue_of=store.queue_of)
+        else:
+            changed = store.cases_changed(cases_from, head_seq)
+            cases = cases_table_from_columns(store.case_columns(CASE_COPY_COLUMNS, case_ids=changed) if changed else [],
+                                             queue_of=store.queue_of)
+        decisions = decisions_table(new_decisions, claim_events)
+        events = events_table(new_events)
+        chain_ok, first_bad, verified_to = (verification.result() if verification is not None
+                                            else store.verify_audit_chain_from(verified_from))
     # a broken chain keeps the last good point, so every later copy fails the check again
     verified = verified_to if chain_ok else verified_from
     new_state = copy_state_row({
