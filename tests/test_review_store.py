@@ -549,3 +549,38 @@ def test_reviewers_decide_published_cases_while_later_batches_are_still_publishi
     assert summary.batches == 3 and decided == [("A0000", 4), ("A0004", 8), ("A0008", 9)]
     assert len(sqlite_store.decisions_since(0)) == 3
     reviewer.dispose()
+
+
+def test_the_copy_reads_events_and_cases_as_stored_equal_to_the_decoded_reads(store: ReviewStore):
+    """The warehouse copy reads times as naive UTC and event details as the stored JSON text
+    (no decoding): each must equal the decoded read, the text in sorted-key form."""
+    import json
+
+    from aios_pipelines.review.warehouse_copy import CASE_COPY_COLUMNS, EVENT_COPY_COLUMNS
+
+    later = T0 + timedelta(hours=3, microseconds=250)
+    case_id = one_case(store, "A1", applicant_summary={"zeta": "Prüfung ✓", "alpha": {"b": 1, "a": [2, 1]}})
+    one_case(store, "A2")
+    store.claim(case_id, "ann", now=later)
+    store.decide(case_id, "ann", "approve", note="geprüft — ok", now=later + timedelta(minutes=5))
+
+    decoded = store.events_since(0, limit=100)
+    as_stored = store.event_columns(EVENT_COPY_COLUMNS, 0, limit=100)
+    assert len(as_stored) == len(decoded) >= 4
+    for row, event in zip(as_stored, decoded):
+        values = dict(zip(EVENT_COPY_COLUMNS, row))
+        assert values["at"].tzinfo is None and values["at"] == event["at"].astimezone(timezone.utc).replace(tzinfo=None)
+        assert values["details"] == json.dumps(event["details"], sort_keys=True)
+        assert {k: values[k] for k in ("event_id", "case_id", "event_type", "actor")} == {
+            k: event[k] for k in ("event_id", "case_id", "event_type", "actor")}
+    assert [r[0] for r in store.event_columns(EVENT_COPY_COLUMNS, decoded[1]["event_id"], limit=2)] == [
+        e["event_id"] for e in decoded[2:4]]
+
+    by_id = {c["case_id"]: c for c in store.all_cases()}
+    for row in store.case_columns(CASE_COPY_COLUMNS):
+        values = dict(zip(CASE_COPY_COLUMNS, row))
+        case = by_id[values["case_id"]]
+        for name in ("created_at", "due_at", "decided_at"):
+            expected = case[name].astimezone(timezone.utc).replace(tzinfo=None) if case[name] else None
+            assert values[name] == expected and (values[name] is None or values[name].tzinfo is None)
+    assert by_id[case_id]["decided_at"] is not None

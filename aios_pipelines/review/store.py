@@ -41,7 +41,24 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from sqlalchemy import and_, case as sql_case, create_engine, event, func, insert, inspect, or_, select, text, update
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Text,
+    and_,
+    case as sql_case,
+    cast,
+    create_engine,
+    event,
+    func,
+    insert,
+    inspect,
+    or_,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
@@ -60,6 +77,7 @@ from aios_pipelines.review.schema import (
     SOURCES,
     STATUSES,
     WRITER_ROLES,
+    UtcDateTime,
     audit_log,
     cases,
     decisions,
@@ -78,6 +96,22 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 logger = logging.getLogger(__name__)
 _PG_LOCK_KEY = 0x41494F53  # "AIOS": the advisory lock every write transaction takes
 _IN_CHUNK = 500  # ids per IN (...) list, below SQLite's bound-parameter limit
+
+
+def _sorted_json(value: Any) -> str:
+    # JSON columns are written with sorted keys, so the text the store holds is already the
+    # canonical form the warehouse copy carries (the copy reads it without decoding it)
+    return json.dumps(value, sort_keys=True)
+
+
+def _as_stored(column: Any) -> Any:
+    """A column read for the warehouse copy without per-value Python work: a UTC time as the
+    naive UTC datetime it is stored as, a JSON column as its stored text."""
+    if isinstance(column.type, UtcDateTime):
+        return type_coerce(column, DateTime()).label(column.name)
+    if isinstance(column.type, JSON):
+        return cast(column, Text).label(column.name)
+    return column
 # Verifying the audit chain is CPU-bound Python (JSON, sha256): from this many entries on it
 # is split into one stretch per core, each checked in its own process (about 25 us per entry
 # against under a second to start a process).
@@ -443,7 +477,7 @@ class ReviewStore:
         self.queues = queues
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
-        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        kwargs: dict[str, Any] = {"echo": echo, "future": True, "json_serializer": _sorted_json}
         if self.dialect == "sqlite":
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
             if not parsed.database or parsed.database == ":memory:":
@@ -1164,9 +1198,9 @@ class ReviewStore:
             return [_row(r) for r in conn.execute(select(cases).order_by(cases.c.created_at, cases.c.case_id))]
 
     def case_columns(self, columns: Sequence[str], case_ids: Iterable[str] | None = None) -> list[tuple]:
-        """Every case as it stands now (or only ``case_ids``), only ``columns`` (no JSON to
-        decode), oldest first: the warehouse copy's read."""
-        query = select(*[cases.c[name] for name in columns]).order_by(cases.c.created_at, cases.c.case_id)
+        """Every case as it stands now (or only ``case_ids``), only ``columns``, oldest first:
+        the warehouse copy's read. Times are naive UTC, JSON columns their stored text."""
+        query = select(*[_as_stored(cases.c[name]) for name in columns]).order_by(cases.c.created_at, cases.c.case_id)
         with self._read() as conn:
             if case_ids is None:
                 return [tuple(row) for row in conn.execute(query)]
@@ -1207,6 +1241,16 @@ class ReviewStore:
         query = select(review_events).where(review_events.c.event_id > int(cursor)).order_by(review_events.c.event_id)
         with self._read() as conn:
             return [_row(r) for r in conn.execute(query.limit(max(1, int(limit))))]
+
+    def event_columns(self, columns: Sequence[str], cursor: int = 0, limit: int = 10_000) -> list[tuple]:
+        """``events_since`` as tuples of ``columns`` for the warehouse copy: times naive UTC,
+        ``details`` the JSON text the store holds (keys sorted; a store written before keys
+        were sorted keeps its order)."""
+        query = (select(*[_as_stored(review_events.c[name]) for name in columns])
+                 .where(review_events.c.event_id > int(cursor)).order_by(review_events.c.event_id)
+                 .limit(max(1, int(limit))))
+        with self._read() as conn:
+            return [tuple(row) for row in conn.execute(query)]
 
     def last_decision_seq(self) -> int:
         with self._read() as conn:

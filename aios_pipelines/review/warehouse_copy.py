@@ -4,7 +4,6 @@ Pure: no Dagster, no I/O."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime, timezone
 from typing import Any
@@ -40,7 +39,11 @@ def cases_table(
     """``all_cases`` rows. ``queue_of`` names a case's expert queue (``ReviewStore.queue_of``:
     an older case stored before the queues existed is in the default queue); without it the
     stored value is copied as is."""
-    return cases_table_from_columns([tuple(case.get(k) for k in CASE_COPY_COLUMNS) for case in cases], queue_of)
+    times = {"created_at", "due_at", "decided_at"}
+    return cases_table_from_columns(
+        [tuple(_naive_utc(case.get(k)) if k in times else case.get(k) for k in CASE_COPY_COLUMNS) for case in cases],
+        queue_of,
+    )
 
 
 # The store's case columns the warehouse copy keeps, in REVIEW_CASES_SCHEMA's order:
@@ -51,11 +54,10 @@ CASE_COPY_COLUMNS = tuple(REVIEW_CASES_SCHEMA)
 def cases_table_from_columns(
     rows: Sequence[Sequence[Any]], queue_of: Callable[[Mapping[str, Any]], str] | None = None
 ) -> pl.DataFrame:
-    """``cases_table`` from ``ReviewStore.case_columns(CASE_COPY_COLUMNS)`` tuples, built column
-    by column: the copy takes every case the store holds on each run, so no per-row dicts."""
+    """``cases_table`` from ``ReviewStore.case_columns(CASE_COPY_COLUMNS)`` tuples (times naive
+    UTC), built column by column: a day's first copy takes every case published, so no per-row
+    dicts."""
     values = {name: [row[i] for row in rows] for i, name in enumerate(CASE_COPY_COLUMNS)}
-    for name in ("created_at", "due_at", "decided_at"):
-        values[name] = [_naive_utc(v) for v in values[name]]
     values["model_version"] = [None if v is None else str(v) for v in values["model_version"]]
     if queue_of is not None:
         # a case's expert queue depends only on its stored name: resolve each name once
@@ -98,16 +100,16 @@ def incremental_cases_from(
     return seq if entry_hash_at(seq) == state.get("cases_audit_hash") else None
 
 
-def events_table(events: Iterable[Mapping[str, Any]]) -> pl.DataFrame:
-    rows = [
-        {
-            **{k: event.get(k) for k in REVIEW_EVENTS_SCHEMA},
-            "at": _naive_utc(event.get("at")),
-            "details": json.dumps(event.get("details") or {}, sort_keys=True, default=str),
-        }
-        for event in events
-    ]
-    return _frame(rows, REVIEW_EVENTS_SCHEMA)
+# The store's event columns the warehouse copy keeps, in REVIEW_EVENTS_SCHEMA's order:
+# ``ReviewStore.event_columns(EVENT_COPY_COLUMNS)`` reads exactly these.
+EVENT_COPY_COLUMNS = tuple(REVIEW_EVENTS_SCHEMA)
+
+
+def events_table(rows: Sequence[Sequence[Any]]) -> pl.DataFrame:
+    """``ReviewStore.event_columns(EVENT_COPY_COLUMNS)`` tuples (times naive UTC, details the
+    stored JSON text), built column by column: a day's first copy carries an event per case."""
+    return pl.DataFrame({name: [row[i] for row in rows] for i, name in enumerate(EVENT_COPY_COLUMNS)},
+                        schema=REVIEW_EVENTS_SCHEMA)
 
 
 def decisions_table(

@@ -137,6 +137,7 @@ def review_copies(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
     from aios_pipelines.review.warehouse_copy import (
         CASE_COPY_COLUMNS,
         COPY_STATE_TABLE,
+        EVENT_COPY_COLUMNS,
         cases_table_from_columns,
         copy_state_row,
         decisions_table,
@@ -164,7 +165,7 @@ def review_copies(context: dg.AssetExecutionContext, warehouse: WarehouseResourc
         head_seq, head_hash = store.audit_head() or (0, GENESIS_HASH)
         in_store = store.last_decision_seq()
         new_decisions = store.decisions_since(int(decision_cursor or 0), limit=1_000_000)
-        new_events = store.events_since(int(event_cursor or 0), limit=1_000_000)
+        new_events = store.event_columns(EVENT_COPY_COLUMNS, int(event_cursor or 0), limit=1_000_000)
         claim_events = store.claim_events({d["case_id"] for d in new_decisions}) if new_decisions else []
         cases_from = incremental_cases_from(state, policy_fingerprint=policy_in_force.fingerprint, head_seq=head_seq,
                                             entry_hash_at=store.audit_entry_hash,
