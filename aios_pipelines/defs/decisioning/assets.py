@@ -1,6 +1,8 @@
 """``scored_applications``: every application of a day scored by the champion, explained
 where the policy needs it, and routed by the decision policy."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import dagster as dg
 import polars as pl
 
@@ -75,15 +77,18 @@ def scored_applications(
     automation = policy.automation_status()
     store = warehouse.get()
     days = partition_days(context)
-    features = store.query(
-        f"select * from application_features where {APPLICATION_DATE} in (select unnest(?::date[]))", [days]
-    )
-    id_column = contract.applications.id_column.name
-    applications = store.query(
-        "select * from raw_applications where landing_date in (select unnest(?::date[]))", [days]
-    ).rename({id_column: APPLICATION_ID} if id_column != APPLICATION_ID else {})
-
-    model, why_not = _load_champion(model_registry, context.log)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-champion") as loader:
+        # loading the champion is mostly importing LightGBM and MLflow (seconds of Python);
+        # reading the day is DuckDB's work outside the GIL: do both at once
+        champion = loader.submit(_load_champion, model_registry, context.log)
+        features = store.query(
+            f"select * from application_features where {APPLICATION_DATE} in (select unnest(?::date[]))", [days]
+        )
+        id_column = contract.applications.id_column.name
+        applications = store.query(
+            "select * from raw_applications where landing_date in (select unnest(?::date[]))", [days]
+        ).rename({id_column: APPLICATION_ID} if id_column != APPLICATION_ID else {})
+        model, why_not = champion.result()
     outcome = score_applications(
         features,
         applications,
