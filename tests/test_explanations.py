@@ -257,6 +257,29 @@ def test_explain_rows_with_numpy_mask_nulls_and_no_rows(booster, sample):
         explain_rows(booster, sample, SPEC, np.ones(3, dtype=bool))
 
 
+def test_explain_rows_hands_the_masked_rows_predictions_to_the_additivity_check(booster, sample, caplog):
+    from aios_pipelines.modeling import tree_shap
+
+    # enough rows for the tabulated path, whose guard reads the predictions
+    frame = pl.concat([sample] * (2 * tree_shap.MIN_TABULATED_ROWS // sample.height + 1))
+    frame = frame.with_columns(pl.Series("application_id", [f"A{i}" for i in range(frame.height)]))
+    mask = np.arange(frame.height) % 3 != 0
+    assert mask.sum() >= tree_shap.MIN_TABULATED_ROWS
+    predictions = predict_pd(booster, frame, SPEC)
+    with caplog.at_level("WARNING"):
+        with_predictions = explain_rows(booster, frame, SPEC, mask, max_reasons=3, predictions=predictions)
+    assert "do not add up" not in caplog.text
+    assert with_predictions.equals(explain_rows(booster, frame, SPEC, mask, max_reasons=3))
+    # another row's predictions would not add up: the check sees exactly the masked rows'
+    # own, and a mismatch falls back to pred_contrib, with the same reasons
+    with caplog.at_level("WARNING"):
+        shifted = explain_rows(booster, frame, SPEC, mask, max_reasons=3, predictions=np.roll(predictions, 1))
+    assert "do not add up" in caplog.text
+    assert shifted["reason_features"].to_list() == with_predictions["reason_features"].to_list()
+    with pytest.raises(ValueError, match="predictions have shape"):
+        explain_rows(booster, frame, SPEC, mask, predictions=predictions[:-1])
+
+
 # --- confidence ----------------------------------------------------------------------------
 
 

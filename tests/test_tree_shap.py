@@ -139,20 +139,65 @@ def test_reasons_are_the_same_as_from_pred_contrib():
     assert top_reasons(got, names, 3) == top_reasons(booster.predict(rows, pred_contrib=True), names, 3)
 
 
-def test_a_decision_rule_that_differs_from_lightgbm_falls_back_to_pred_contrib(monkeypatch, caplog):
+@pytest.mark.parametrize("with_predictions", [False, True])
+def test_a_decision_rule_that_differs_from_lightgbm_falls_back_to_pred_contrib(monkeypatch, caplog, with_predictions):
     rng = np.random.default_rng(15)
     x, y = _data(rng, 4000)
     booster = _train(x, y)
     rows = _awkward_rows(np.random.default_rng(16), ROWS)
+    predictions = booster.predict(rows) if with_predictions else None
     right = tree_shap._goes_left
-    # a rule that treats missing values the other way: rows with NaN would get another
-    # tree's worth of contributions, which the leaf check must catch
+    # a rule that treats missing values the other way: rows with NaN land in another leaf,
+    # and their contributions no longer add up to LightGBM's prediction
     monkeypatch.setattr(tree_shap, "_goes_left", lambda column, split: right(np.nan_to_num(column, nan=1e9), split))
     with caplog.at_level("WARNING"):
-        got, method = tree_shap_contributions(booster, rows)
-    assert method.startswith("pred_contrib: tree ")
-    assert "pred_leaf" in caplog.text
+        got, method = tree_shap_contributions(booster, rows, predictions)
+    assert method.startswith("pred_contrib: the contributions of ")
+    assert "do not add up to LightGBM's prediction" in caplog.text
     assert np.array_equal(got, booster.predict(rows, pred_contrib=True))
+
+
+def test_the_callers_predictions_spare_the_guard_a_prediction_and_are_checked(monkeypatch):
+    rng = np.random.default_rng(23)
+    x, y = _data(rng, 4000)
+    booster = _train(x, y)
+    rows = _awkward_rows(np.random.default_rng(24), ROWS)
+    predictions = booster.predict(rows)
+    raw_calls = []
+    predict = lgb.Booster.predict
+
+    def counting(self, data, *args, **kwargs):
+        if kwargs.get("raw_score"):
+            raw_calls.append(len(data))
+        return predict(self, data, *args, **kwargs)
+
+    monkeypatch.setattr(lgb.Booster, "predict", counting)
+    got, method = tree_shap_contributions(booster, rows, predictions)
+    assert method == TABULATED and raw_calls == []
+    assert np.abs(got - predict(booster, rows, pred_contrib=True)).max() < TOLERANCE
+    # without them the guard predicts raw scores itself
+    tree_shap_contributions(booster, rows)
+    assert raw_calls == [ROWS]
+    # predictions that are not this model's for these rows: one row off is caught
+    wrong = predictions.copy()
+    wrong[7] = min(wrong[7] + 1e-6, 1.0 - 1e-9)
+    got, method = tree_shap_contributions(booster, rows, wrong)
+    assert method.startswith("pred_contrib: the contributions of 1 rows (first row 7)")
+    with pytest.raises(ValueError, match="predictions for"):
+        tree_shap_contributions(booster, rows, predictions[:-1])
+
+
+def test_a_regression_model_is_checked_against_its_raw_scores():
+    rng = np.random.default_rng(25)
+    x, _ = _data(rng, 4000)
+    target = x[:, 0] * 3 + np.nan_to_num(x[:, 1])
+    booster = lgb.train({"objective": "regression", "num_leaves": 8, "verbose": -1, "seed": 3, "deterministic": True,
+                         "force_row_wise": True, "num_threads": 1}, lgb.Dataset(x, target, categorical_feature=[4]),
+                        num_boost_round=20)
+    rows = _awkward_rows(np.random.default_rng(26), ROWS)
+    got, method = tree_shap_contributions(booster, rows, booster.predict(rows))
+    assert method == TABULATED
+    assert np.abs(got - booster.predict(rows, pred_contrib=True)).max() < 1e-9
 
 
 def test_small_batches_and_unsupported_models_use_pred_contrib():

@@ -34,11 +34,13 @@ DEFAULT_MAX_REASONS = 4
 DEFAULT_CONFIDENCE_SCALE = 1.0
 
 
-def contributions(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
+def contributions(booster: lgb.Booster, matrix: np.ndarray, predictions: np.ndarray | None = None) -> np.ndarray:
     """``(n, n_features + 1)`` contributions in log-odds space; the last column is the bias
     (the expected raw score), and each row sums to the row's raw score.
 
-    LightGBM's exact TreeSHAP, tabulated per tree for large batches (:mod:`tree_shap`).
+    LightGBM's exact TreeSHAP, tabulated per tree for large batches (:mod:`tree_shap`);
+    ``predictions`` (``booster.predict(matrix)``, when the caller has them) spare its
+    additivity check a prediction of its own.
     """
     n_features = booster.num_feature()
     matrix = np.asarray(matrix, dtype=np.float64)
@@ -46,7 +48,7 @@ def contributions(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
         raise ValueError(f"expected a matrix with {n_features} columns, got shape {matrix.shape}")
     if matrix.shape[0] == 0:
         return np.empty((0, n_features + 1), dtype=np.float64)
-    contribs, _ = tree_shap_contributions(booster, matrix)
+    contribs, _ = tree_shap_contributions(booster, matrix, predictions)
     if contribs.shape != (matrix.shape[0], n_features + 1):
         raise ValueError(f"unexpected contribution shape {contribs.shape}")
     return contribs
@@ -185,8 +187,12 @@ def explain_rows(
     rows_mask: pl.Series | np.ndarray | list[bool],
     max_reasons: int = DEFAULT_MAX_REASONS,
     min_contribution: float = 0.0,
+    predictions: np.ndarray | None = None,
 ) -> pl.DataFrame:
     """Reasons for the masked rows only (contributions cost ~20 plain predictions).
+
+    ``predictions``: the model's predictions for every row of ``frame`` (``predict_pd``),
+    when the caller has them, for the contributions' additivity check.
 
     Returns one row per masked application: ``application_id``, ``reason_features``
     (list[str], largest risk-raising contribution first) and ``reason_contributions``
@@ -201,8 +207,14 @@ def explain_rows(
         mask = pl.Series("mask", np.asarray(rows_mask, dtype=bool))
     if mask.len() != frame.height:
         raise ValueError(f"rows_mask has {mask.len()} values for {frame.height} rows")
-    selected = frame.filter(mask.fill_null(False))
-    contribs = contributions(booster, feature_matrix(selected, spec))
+    keep = mask.fill_null(False)
+    selected = frame.filter(keep)
+    if predictions is not None:
+        predictions = np.asarray(predictions, dtype=np.float64)
+        if predictions.shape != (frame.height,):
+            raise ValueError(f"predictions have shape {predictions.shape} for {frame.height} rows")
+        predictions = predictions[keep.to_numpy()]
+    contribs = contributions(booster, feature_matrix(selected, spec), predictions)
     names, amounts = _top_positive(contribs, list(spec.features), max_reasons, min_contribution)
     return pl.DataFrame(
         {

@@ -207,7 +207,8 @@ def score_applications(
     max_reasons = policy.reasons.max_reasons
 
     if model is not None:
-        explained = explain_rows(model.booster, features, model.feature_spec, needs_reasons, max_reasons=max_reasons)
+        explained = explain_rows(model.booster, features, model.feature_spec, needs_reasons, max_reasons=max_reasons,
+                                 predictions=pd_values)
         reason_features = (
             features.select(APPLICATION_ID)
             .join(explained.select(APPLICATION_ID, "reason_features"), on=APPLICATION_ID, how="left")

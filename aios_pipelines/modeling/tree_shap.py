@@ -14,10 +14,14 @@ contributions of ONE row per distinct pattern with that tree alone
 values are LightGBM's; only the order of the floating-point additions across trees differs
 from a whole-model ``pred_contrib`` (differences of a few ulp).
 
-As a guard against a decision rule that differs from LightGBM's, every row's leaf implied by
-its pattern is compared with LightGBM's own ``pred_leaf``; any disagreement, or a model this
-does not cover (several trees per iteration, trees too deep to tabulate, linear trees),
-uses ``pred_contrib`` on the whole matrix instead, and says so in the returned method.
+As a guard against a decision rule that differs from LightGBM's, every row's contributions
+are added up and compared with LightGBM's own prediction for the row (the additivity SHAP
+values have by construction): a row sent down another path than LightGBM's lands in another
+leaf, and its sum is off by the difference of the two leaves' values. Any disagreement, or a
+model this does not cover (several trees per iteration, trees too deep to tabulate, linear
+trees), uses ``pred_contrib`` on the whole matrix instead, and says so in the returned method.
+The caller may pass the predictions it already has (``booster.predict(matrix)``, the
+probability of a binary model) so that the guard costs no prediction of its own.
 """
 
 from __future__ import annotations
@@ -38,6 +42,10 @@ MIN_TABULATED_ROWS = 2_000
 # Splits per tree up to which a pattern indexes a dense table; deeper trees use np.unique.
 DENSE_TABLE_MAX_SPLITS = 12
 MAX_SPLITS = 62  # patterns are int64 bit sets
+# How far a row's summed contributions may be from LightGBM's raw score: the sums differ only
+# in the order of the floating-point additions (a few ulp); a row in another leaf is off by a
+# difference of leaf values, orders of magnitude more.
+ADDITIVITY_TOLERANCE = 1e-9
 
 TABULATED = "tabulated"
 PRED_CONTRIB = "pred_contrib"
@@ -60,9 +68,6 @@ class _Split:
 @dataclass(frozen=True)
 class _Tree:
     splits: tuple[_Split, ...]  # in split_index order: bit i of a pattern is split i
-    # the leaf reached by every pattern is a function of the bits on its path: each leaf
-    # is a list of (split, goes_left) conditions
-    leaves: tuple[tuple[int, tuple[tuple[int, bool], ...]], ...]
 
 
 @dataclass(frozen=True)
@@ -70,15 +75,15 @@ class _Model:
     trees: tuple[_Tree, ...] | None  # None: not tabulatable (reason in ``unsupported``)
     unsupported: str | None
     n_features: int
+    sigmoid: float | None  # a binary objective's scale (prediction = 1 / (1 + exp(-sigmoid * raw)))
 
 
 _cache: "weakref.WeakKeyDictionary[lgb.Booster, _Model]" = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 
 
-def _parse_tree(node: dict, splits: dict[int, _Split], leaves: list, path: tuple) -> None:
-    if "split_index" not in node:  # a one-leaf tree's root has no leaf_index
-        leaves.append((int(node.get("leaf_index", 0)), path))
+def _parse_tree(node: dict, splits: dict[int, _Split]) -> None:
+    if "split_index" not in node:  # a leaf (a one-leaf tree's root has no leaf_index)
         return
     index = int(node["split_index"])
     categorical = node["decision_type"] == "=="
@@ -95,8 +100,8 @@ def _parse_tree(node: dict, splits: dict[int, _Split], leaves: list, path: tuple
         default_left=bool(node["default_left"]),
         missing_type=_MISSING_TYPES[str(node["missing_type"])],
     )
-    _parse_tree(node["left_child"], splits, leaves, path + ((index, True),))
-    _parse_tree(node["right_child"], splits, leaves, path + ((index, False),))
+    _parse_tree(node["left_child"], splits)
+    _parse_tree(node["right_child"], splits)
 
 
 def _has_linear_leaves(node: dict) -> bool:
@@ -124,19 +129,31 @@ def _model(booster: lgb.Booster) -> _Model:
             unsupported = "linear trees"
             break
         splits: dict[int, _Split] = {}
-        leaves: list = []
-        _parse_tree(root, splits, leaves, ())
+        _parse_tree(root, splits)
         if len(splits) > MAX_SPLITS:
             unsupported = f"a tree with {len(splits)} splits (at most {MAX_SPLITS} tabulated)"
             break
         if sorted(splits) != list(range(len(splits))):  # bit i of a pattern is split_index i
             unsupported = "split indices other than 0..n-1"
             break
-        trees.append(_Tree(splits=tuple(splits[i] for i in range(len(splits))), leaves=tuple(leaves)))
-    model = _Model(trees=None if unsupported else tuple(trees), unsupported=unsupported, n_features=n_features)
+        trees.append(_Tree(splits=tuple(splits[i] for i in range(len(splits)))))
+    model = _Model(trees=None if unsupported else tuple(trees), unsupported=unsupported, n_features=n_features,
+                   sigmoid=_binary_sigmoid(str(dump.get("objective", ""))))
     with _cache_lock:
         _cache[booster] = model
     return model
+
+
+def _binary_sigmoid(objective: str) -> float | None:
+    """``"binary sigmoid:1"`` -> 1.0; None for any other objective."""
+    name, *params = objective.split()
+    if name != "binary":
+        return None
+    for param in params:
+        key, _, value = param.partition(":")
+        if key == "sigmoid":
+            return float(value)
+    return None
 
 
 def _goes_left(column: np.ndarray, split: _Split) -> np.ndarray:
@@ -157,8 +174,14 @@ def _goes_left(column: np.ndarray, split: _Split) -> np.ndarray:
     return values <= split.threshold
 
 
+def _pattern_dtype(splits: int) -> type:
+    return np.uint8 if splits <= 8 else np.uint16 if splits <= 16 else np.uint32 if splits <= 32 else np.int64
+
+
 def _patterns(matrix: np.ndarray, tree: _Tree, decided: dict) -> np.ndarray:
-    codes = np.zeros(matrix.shape[0], dtype=np.int64)
+    # the narrowest integer that holds a bit per split: the same values, less memory to stream
+    dtype = _pattern_dtype(len(tree.splits))
+    codes = np.zeros(matrix.shape[0], dtype=dtype)
     for bit, split in enumerate(tree.splits):
         # the same test recurs across trees (LightGBM's histogram bins are shared)
         key = (split.feature, split.threshold, split.categorical, split.categories.tobytes(),
@@ -166,27 +189,42 @@ def _patterns(matrix: np.ndarray, tree: _Tree, decided: dict) -> np.ndarray:
         left = decided.get(key)
         if left is None:
             left = decided[key] = _goes_left(matrix[:, split.feature], split)
-        codes |= left.astype(np.int64) << bit
+        codes |= left.astype(dtype) << dtype(bit)
     return codes
-
-
-def _leaf_of_pattern(tree: _Tree, patterns: np.ndarray) -> np.ndarray:
-    leaf = np.full(patterns.shape[0], -1, dtype=np.int64)
-    for index, path in tree.leaves:
-        on_path = np.ones(patterns.shape[0], dtype=bool)
-        for bit, left in path:
-            on_path &= ((patterns >> bit) & 1).astype(bool) == left
-        leaf[on_path] = index
-    return leaf
 
 
 def _pred_contrib(booster: lgb.Booster, matrix: np.ndarray) -> np.ndarray:
     return np.asarray(booster.predict(matrix, pred_contrib=True), dtype=np.float64)
 
 
-def tree_shap_contributions(booster: lgb.Booster, matrix: np.ndarray) -> tuple[np.ndarray, str]:
+def _not_additive(model: _Model, booster: lgb.Booster, matrix: np.ndarray, sums: np.ndarray,
+                  predictions: np.ndarray | None) -> str | None:
+    """Why the rows' summed contributions are not LightGBM's predictions, or None when they are."""
+    if predictions is not None and model.sigmoid is not None:
+        expected = np.asarray(predictions, dtype=np.float64).reshape(-1)
+        if expected.shape[0] != sums.shape[0]:
+            raise ValueError(f"{expected.shape[0]} predictions for {sums.shape[0]} rows")
+        got = 1.0 / (1.0 + np.exp(-model.sigmoid * sums))
+        # |d prediction / d raw| <= sigmoid / 4: the raw tolerance carried to probabilities
+        tolerance = ADDITIVITY_TOLERANCE * model.sigmoid / 4 * np.maximum(1.0, np.abs(sums))
+    else:
+        expected = np.asarray(booster.predict(matrix, raw_score=True), dtype=np.float64).reshape(-1)
+        got = sums
+        tolerance = ADDITIVITY_TOLERANCE * np.maximum(1.0, np.abs(expected))
+    off = ~(np.abs(got - expected) <= tolerance)  # NaN is off too
+    if not off.any():
+        return None
+    return f"the contributions of {int(off.sum())} rows (first row {int(np.flatnonzero(off)[0])}) do not add up to LightGBM's prediction"
+
+
+def tree_shap_contributions(
+    booster: lgb.Booster, matrix: np.ndarray, predictions: np.ndarray | None = None
+) -> tuple[np.ndarray, str]:
     """``(contributions, method)``: ``pred_contrib``'s ``(n, n_features + 1)`` array (the
-    last column the bias), and ``"tabulated"`` or ``"pred_contrib: <why>"``."""
+    last column the bias), and ``"tabulated"`` or ``"pred_contrib: <why>"``.
+
+    ``predictions``: ``booster.predict(matrix)`` when the caller has it (a binary model's
+    probabilities), for the additivity guard; otherwise the guard predicts raw scores."""
     matrix = np.ascontiguousarray(matrix, dtype=np.float64)
     model = _model(booster)
     n, width = matrix.shape[0], model.n_features + 1
@@ -198,8 +236,6 @@ def tree_shap_contributions(booster: lgb.Booster, matrix: np.ndarray) -> tuple[n
         return _pred_contrib(booster, matrix), f"{PRED_CONTRIB}: {n} rows (tabulated from {MIN_TABULATED_ROWS:,})"
     # column-major copy: each split reads one feature of every row
     columns = np.asfortranarray(matrix)
-    # LightGBM's own leaf per row and tree (int32; one tree's column at a time below)
-    leaves = np.asarray(booster.predict(matrix, pred_leaf=True)).reshape(n, len(model.trees))
     # one contiguous row per output column: each tree adds to the few columns it touches
     out = np.zeros((width, n), dtype=np.float64)
     decided: dict = {}
@@ -210,20 +246,20 @@ def tree_shap_contributions(booster: lgb.Booster, matrix: np.ndarray) -> tuple[n
             representative = np.full(size, -1, dtype=np.int64)
             representative[codes] = np.arange(n, dtype=np.int64)
             patterns = np.flatnonzero(representative >= 0)
-            slot = np.full(size, -1, dtype=np.int64)
-            slot[patterns] = np.arange(patterns.size)
+            slot = np.full(size, -1, dtype=np.int32)
+            slot[patterns] = np.arange(patterns.size, dtype=np.int32)
             index = slot[codes]
             rows = representative[patterns]
         else:
             patterns, rows, index = np.unique(codes, return_index=True, return_inverse=True)
-        if not np.array_equal(_leaf_of_pattern(tree, patterns)[index], leaves[:, t]):
-            why = f"tree {t} sent a row to another leaf than LightGBM's pred_leaf"
-            logger.warning("TreeSHAP tables not used: %s; computing pred_contrib for all %d rows", why, n)
-            return _pred_contrib(booster, matrix), f"{PRED_CONTRIB}: {why}"
         table = np.asarray(
             booster.predict(matrix[rows], pred_contrib=True, start_iteration=t, num_iteration=1), dtype=np.float64
         ).reshape(rows.size, width)
         # only the columns this tree can touch: its split features and the bias
         for column in sorted({s.feature for s in tree.splits} | {model.n_features}):
             out[column] += np.take(table[:, column], index)
+    why = _not_additive(model, booster, matrix, out.sum(axis=0), predictions)
+    if why is not None:
+        logger.warning("TreeSHAP tables not used: %s; computing pred_contrib for all %d rows", why, n)
+        return _pred_contrib(booster, matrix), f"{PRED_CONTRIB}: {why}"
     return np.ascontiguousarray(out.T), TABULATED
