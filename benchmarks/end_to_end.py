@@ -878,22 +878,31 @@ def dagster_overhead(stages: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_end_to_end(rows: int, work: Path, seed: int = DEFAULT_SEED, trivial_runs: int = 3,
-                   history_days: int = HISTORY_DAYS, history_per_day: int = HISTORY_PER_DAY) -> dict[str, Any]:
-    from benchmarks.harness import run_stage
+                   history_days: int = HISTORY_DAYS, history_per_day: int = HISTORY_PER_DAY,
+                   repeat: int = 1) -> dict[str, Any]:
+    """The nightly path once, each product job beside its baselines. With ``repeat`` > 1 every
+    timed job and its baselines run ``repeat`` rounds, alternating (job, baselines, job, ...),
+    each round on the same input (the copy's warehouse is restored between rounds: its state
+    says what is already copied), and each stage keeps its median run (``median_run``)."""
+    from benchmarks.harness import median_run, run_stage
 
     from aios_pipelines.settings import AiosPaths
 
+    if repeat < 1:
+        raise ValueError(f"repeat must be at least 1, got {repeat}")
     home = work / "aios_home"
     warehouse = str(AiosPaths(home).warehouse)
     store = str(AiosPaths(home).review_store)
     day = (dt.date.fromisoformat(HISTORY_START) + dt.timedelta(days=history_days)).isoformat()
     stages: dict[str, dict[str, Any]] = {}
+    runs: dict[str, list[dict[str, Any]]] = {}
     module = "benchmarks.end_to_end"
 
     def stage(name: str, function: str, kwargs: dict[str, Any]) -> dict[str, Any]:
         _log(f"- {name} ...")
         result = run_stage(f"{module}:{function}", kwargs)
-        stages[name] = result
+        runs.setdefault(name, []).append(result)
+        stages[name] = median_run(runs[name])
         # every figure so far, should a later stage fail
         (work / "stages.json").write_text(json.dumps(stages, indent=1, default=str), encoding="utf-8")
         _log(f"  {name:<36} {result.get('seconds', 0):>9.3f} s  (process {result['wall_seconds']:.1f} s)  "
@@ -913,35 +922,56 @@ def run_end_to_end(rows: int, work: Path, seed: int = DEFAULT_SEED, trivial_runs
 
     job = lambda name: stage(f"job_{name}", "product_job",  # noqa: E731
                              {"aios_home": str(home), "job": name, "day": day, "rows": rows})
-    job("ingest_applications")
-    stage("baseline_ingest_duckdb_read_csv", "baseline_ingest",
-          {"files": files, "database_path": str(work / "baseline_ingest.duckdb")})
-    stage("baseline_features_pandas", "baseline_features",
-          {"warehouse_path": warehouse, "day": day, "database_path": str(work / "baseline_features.duckdb")})
-    job("score_applications")
-    stage("baseline_score_booster_predict", "baseline_score",
-          {"aios_home": str(home), "warehouse_path": warehouse, "day": day,
-           "database_path": str(work / "baseline_score.duckdb")})
+    # the ingest, scoring and monitoring jobs replace the day's partitions: a round is a re-run
+    for _ in range(repeat):
+        job("ingest_applications")
+        stage("baseline_ingest_duckdb_read_csv", "baseline_ingest",
+              {"files": files, "database_path": str(work / "baseline_ingest.duckdb")})
+        stage("baseline_features_pandas", "baseline_features",
+              {"warehouse_path": warehouse, "day": day, "database_path": str(work / "baseline_features.duckdb")})
+    for _ in range(repeat):
+        job("score_applications")
+        stage("baseline_score_booster_predict", "baseline_score",
+              {"aios_home": str(home), "warehouse_path": warehouse, "day": day,
+               "database_path": str(work / "baseline_score.duckdb")})
     stage("floor_score_with_reasons_contrib", "baseline_score_contrib",
           {"aios_home": str(home), "warehouse_path": warehouse, "day": day})
     job("publish_review_cases")
-    job("monitor_applications")
-    stage("baseline_drift_evidently", "baseline_drift",
-          {"aios_home": str(home), "warehouse_path": warehouse, "day": day,
-           "report_path": str(work / "baseline_drift.html")})
+    for _ in range(repeat):
+        job("monitor_applications")
+        stage("baseline_drift_evidently", "baseline_drift",
+              {"aios_home": str(home), "warehouse_path": warehouse, "day": day,
+               "report_path": str(work / "baseline_drift.html")})
     setup["simulate_decisions"] = run_stage(f"{module}:simulate_decisions",
                                             {"aios_home": str(home), "max_cases": SIMULATED_REVIEWS})
-    stage("job_copy_review_decisions", "product_job", {"aios_home": str(home), "job": "copy_review_decisions"})
-    stage("baseline_copy_sqlite_to_duckdb", "baseline_copy",
-          {"store_path": store, "database_path": str(work / "baseline_copy.duckdb")})
-    stage("job_build_analytics", "product_job", {"aios_home": str(home), "job": "build_analytics"})
-    stage("baseline_dbt_build_cli", "baseline_dbt", {"warehouse_path": warehouse, "work_dir": str(work / "dbt")})
+    before_copy = work / "warehouse_before_copy.duckdb"
+    if repeat > 1:
+        _checkpointed_copy(warehouse, before_copy)
+    for round_ in range(repeat):
+        if round_:
+            _checkpointed_copy(str(before_copy), warehouse)  # the same first copy again
+        stage("job_copy_review_decisions", "product_job", {"aios_home": str(home), "job": "copy_review_decisions"})
+        stage("baseline_copy_sqlite_to_duckdb", "baseline_copy",
+              {"store_path": store, "database_path": str(work / "baseline_copy.duckdb")})
+    before_copy.unlink(missing_ok=True)
+    for _ in range(repeat):
+        stage("job_build_analytics", "product_job", {"aios_home": str(home), "job": "build_analytics"})
+        stage("baseline_dbt_build_cli", "baseline_dbt", {"warehouse_path": warehouse, "work_dir": str(work / "dbt")})
     for executor in ("in_process", "multiprocess"):
         stage(f"dagster_trivial_{executor}", "trivial_job",
               {"aios_home": str(home), "executor": executor, "day": day, "runs": trivial_runs})
     ratios, per_stage = compare(stages)
-    return {"stages": stages, "setup": setup, "ratios": ratios, "per_stage": per_stage,
+    return {"stages": stages, "setup": setup, "ratios": ratios, "per_stage": per_stage, "repeat": repeat,
             "dagster_overhead": dagster_overhead(stages), "day": day, "home": str(home)}
+
+
+def _checkpointed_copy(source: str, target: str) -> None:
+    """Copy a closed DuckDB file whole (checkpointed first, so no WAL is left beside it)."""
+    import duckdb
+
+    duckdb.connect(source).execute("checkpoint").close()
+    Path(f"{target}.wal").unlink(missing_ok=True)
+    shutil.copyfile(source, target)
 
 
 def profile_jobs(home: str, day: str, jobs: list[str], work: Path) -> dict[str, str]:
@@ -985,6 +1015,12 @@ def _notes(outcome: dict[str, Any], rows: int) -> list[str]:
         "monitor_applications, copy_review_decisions, build_analytics); publish_review_cases is timed but outside "
         f"the ratio ({s['job_publish_review_cases']['seconds']} s). ingest = the ingest job minus its "
         "application_features steps; features = those steps (event log).",
+        (f"Every timed job and its baselines ran {outcome['repeat']} rounds, alternating (job, its baselines, the "
+         "job again, ...), each round on the same input (the copy's warehouse restored before each round); each "
+         "stage's figures are its median run's (runs_seconds lists every run in order). publish_review_cases, the "
+         "contributions floor and the trivial jobs ran once." if outcome["repeat"] > 1 else
+         "Each stage ran once (benchmarks/run.py --repeat N runs every timed job and its baselines N rounds and "
+         "keeps each stage's median run)."),
         "Baselines each include the bare I/O needed for the same output (read the day from DuckDB, write the "
         "result to a DuckDB file); *_compute_seconds are the bare call alone (read_csv, pandas build, "
         "Booster.predict, Evidently run, the copy, dbt's own elapsed time). "
@@ -1018,11 +1054,12 @@ def _notes(outcome: dict[str, Any], rows: int) -> list[str]:
 
 
 def record_end_to_end(argv: list[str] | None, machine: dict[str, Any], *, rows: int, seed: int, keep: bool,
-                      profile: bool, results_dir: Path, command: str, default_rows: int) -> dict[str, Any]:
+                      profile: bool, results_dir: Path, command: str, default_rows: int,
+                      repeat: int = 1) -> dict[str, Any]:
     from benchmarks.harness import load_average, make_work_dir, record_results
 
-    _log(f"end-to-end benchmark: one day of {rows:,} applications; {machine['cores']} cores, "
-         f"{machine['cpu_model']}, load average {load_average()}")
+    _log(f"end-to-end benchmark: one day of {rows:,} applications, {repeat} round(s) per timed stage; "
+         f"{machine['cores']} cores, {machine['cpu_model']}, load average {load_average()}")
     work = make_work_dir(BENCHMARK)
     _log(f"work directory: {work}")
     before = load_average()
@@ -1030,14 +1067,14 @@ def record_end_to_end(argv: list[str] | None, machine: dict[str, Any], *, rows: 
     key = BENCHMARK if rows == default_rows else f"{BENCHMARK}_rows_{rows}"
     day = started.date()
     try:
-        outcome = run_end_to_end(rows, work, seed=seed)
+        outcome = run_end_to_end(rows, work, seed=seed, repeat=repeat)
         after = load_average()
         entry = {
             "benchmark": BENCHMARK,
             "recorded_at": started.isoformat(timespec="seconds"),
             "finished_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "command": command,
-            "params": {"rows": rows, "day": outcome["day"], "seed": seed, "history_days": HISTORY_DAYS,
+            "params": {"rows": rows, "day": outcome["day"], "seed": seed, "repeat": repeat, "history_days": HISTORY_DAYS,
                        "history_per_day": HISTORY_PER_DAY, "simulated_reviews": SIMULATED_REVIEWS},
             "machine": machine,
             "load_average": {"before": before, "after": after},

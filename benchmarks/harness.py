@@ -96,12 +96,20 @@ def run_stage_repeated(
     ``seconds``; every run's seconds and peak RSS are kept alongside."""
     if repeat < 1:
         raise ValueError(f"repeat must be at least 1, got {repeat}")
-    runs = [run_stage(stage, kwargs, **options) for _ in range(repeat)]
+    return median_run([run_stage(stage, kwargs, **options) for _ in range(repeat)])
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median ``seconds`` (the lower middle of an even count), whole, so that
+    its figures (steps, events, memory) stay those of one run; with several runs, every run's
+    seconds and peak RSS in run order alongside."""
+    if not runs:
+        raise ValueError("median_run needs at least one run")
     ordered = sorted(runs, key=lambda r: r["seconds"])
     chosen = dict(ordered[(len(ordered) - 1) // 2])
-    if repeat > 1:
+    if len(runs) > 1:
         chosen["runs_seconds"] = [r["seconds"] for r in runs]
-        chosen["runs_peak_rss_mib"] = [r["peak_rss_mib"] for r in runs]
+        chosen["runs_peak_rss_mib"] = [r.get("peak_rss_mib") for r in runs]
     return chosen
 
 

@@ -472,7 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--days", type=int, default=10, help="days the rows are spread over (default 10): landing days of the data plane, scoring days of the model plane")
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_ROWS:,} rows: a smoke test")
-    parser.add_argument("--repeat", type=int, default=1, help="fresh processes per stage; the median is kept")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="fresh processes per stage; the median is kept (end_to_end: rounds of each timed job "
+                        "and its baselines, alternating)")
     parser.add_argument("--inner-repeat", type=int, default=5, help="timed calls inside a features stage")
     parser.add_argument(
         "--score-repeat", type=int, default=3, help="timed calls inside a model-plane scoring stage (default 3)"
@@ -530,7 +532,8 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.end_to_end import record_end_to_end
 
         record_end_to_end(argv, machine, rows=args.rows, seed=args.seed, keep=args.keep, profile=args.profile,
-                          results_dir=args.results_dir, command=_command(argv), default_rows=DEFAULT_ROWS)
+                          results_dir=args.results_dir, command=_command(argv), default_rows=DEFAULT_ROWS,
+                          repeat=args.repeat)
     if DBT_BUILD_BENCHMARK in selected:
         from benchmarks.dbt_build import DEFAULT_SIZES, QUICK_SIZES, record_dbt_build
 

@@ -105,3 +105,37 @@ def test_compare_splits_the_ingest_job_and_divides_by_the_sum_of_baselines():
     assert overhead["monitor_applications"]["steps"] == 2
     assert overhead["monitor_applications"]["outside_steps_seconds"] == pytest.approx(0.5)
     assert overhead["monitor_applications"]["process_start_and_imports_seconds"] == 6.0
+
+
+def test_median_run_keeps_one_whole_run_and_every_runs_seconds():
+    from benchmarks.harness import median_run
+
+    runs = [{"seconds": 9.0, "steps": "slow", "peak_rss_mib": 3}, {"seconds": 5.0, "steps": "fast", "peak_rss_mib": 1},
+            {"seconds": 7.0, "steps": "middle", "peak_rss_mib": 2}]
+    chosen = median_run(runs)
+    assert chosen["seconds"] == 7.0 and chosen["steps"] == "middle"  # the figures of one run, not a blend
+    assert chosen["runs_seconds"] == [9.0, 5.0, 7.0] and chosen["runs_peak_rss_mib"] == [3, 1, 2]
+    assert median_run(runs[:2])["steps"] == "fast"  # the lower middle of an even count
+    assert "runs_seconds" not in median_run(runs[:1])
+    with pytest.raises(ValueError):
+        median_run([])
+
+
+def test_a_repeated_copy_round_starts_from_the_same_warehouse(tmp_path):
+    import duckdb
+
+    from benchmarks.end_to_end import _checkpointed_copy
+
+    warehouse, snapshot = tmp_path / "aios.duckdb", tmp_path / "before_copy.duckdb"
+    with duckdb.connect(str(warehouse)) as con:
+        con.execute("create table review_copy_state as select 0 as verified_seq")
+    _checkpointed_copy(str(warehouse), str(snapshot))
+    with duckdb.connect(str(warehouse)) as con:  # the first round's copy moves the state on
+        con.execute("update review_copy_state set verified_seq = 553000")
+        con.execute("create table review_events as select range as event_id from range(10)")
+    (tmp_path / "aios.duckdb.wal").write_bytes(b"stale")  # a WAL left by a writer must not survive
+    _checkpointed_copy(str(snapshot), str(warehouse))
+    assert not (tmp_path / "aios.duckdb.wal").exists()
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("select verified_seq from review_copy_state").fetchall() == [(0,)]
+        assert [t for (t,) in con.execute("show tables").fetchall()] == ["review_copy_state"]
