@@ -238,6 +238,31 @@ def test_a_broken_value_fails_exactly_the_matching_expectation(apps, breaker):
     assert result.evaluated - result.successful == 1
 
 
+def test_copy_on_write_changes_no_outcome_and_leaves_the_frame_alone(apps):
+    """GX validates under pandas' Copy-on-Write (no whole-frame copy per expectation): every
+    broken value above, all at once and one by one, gives the same outcomes as pandas'
+    default copies, and a pandas frame handed in is not modified."""
+    breakers = [_out_of_range, _below_min_integer, _null_in_non_nullable, _null_timestamp, _category_not_allowed,
+                _above_max_nullable_integer, _term_not_allowed, _duplicated_id]
+    frames = []
+    for breaker in breakers:
+        data = clean_columns(apps)
+        breaker(data)
+        frames.append(as_polars(data))
+    everything = clean_columns(apps)
+    for breaker in breakers:
+        breaker(everything)
+    frames.append(as_polars(everything))
+    for frame in frames:
+        as_pandas = frame.to_pandas()
+        before = as_pandas.copy(deep=True)
+        with_cow = validate_with_contract(as_pandas, apps)
+        assert asdict(with_cow) == asdict(validate_with_contract(as_pandas, apps, copy_on_write=False))
+        pd.testing.assert_frame_equal(as_pandas, before)
+    assert len(with_cow.failures()) == len(breakers)  # each breaker fails its own expectation
+    assert pd.get_option("mode.copy_on_write") is False  # switched on only while GX validates
+
+
 def test_missing_column_fails_expect_column_to_exist(apps):
     df = as_polars(clean_columns(apps)).drop("channel")
 
