@@ -139,3 +139,29 @@ def test_a_repeated_copy_round_starts_from_the_same_warehouse(tmp_path):
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("select verified_seq from review_copy_state").fetchall() == [(0,)]
         assert [t for (t,) in con.execute("show tables").fetchall()] == ["review_copy_state"]
+
+
+@pytest.mark.parametrize(("argv", "end_to_end_rounds", "stage_runs"), [
+    ([], 3, 1),  # `make bench`: the end-to-end path as the median of three rounds, other stages once
+    (["--repeat", "1"], 1, 1),
+    (["--repeat", "2"], 2, 2),
+])
+def test_make_bench_runs_the_end_to_end_path_three_rounds_unless_told(monkeypatch, argv, end_to_end_rounds, stage_runs):
+    import benchmarks.dbt_build
+    import benchmarks.end_to_end
+    import benchmarks.online
+    from benchmarks import run
+
+    seen = {}
+    monkeypatch.setattr(run, "machine_info", lambda: {})
+    monkeypatch.setattr(run, "_record_data_plane", lambda args, *_: seen.setdefault("data_plane", args.repeat))
+    monkeypatch.setattr(run, "_record_model_plane", lambda args, *_: seen.setdefault("model_plane", args.repeat))
+    monkeypatch.setattr(run, "_record_review_plane", lambda args, *_: seen.setdefault("review_plane", args.repeat))
+    monkeypatch.setattr(benchmarks.online, "record_online", lambda *a, **k: None)
+    monkeypatch.setattr(benchmarks.end_to_end, "record_end_to_end",
+                        lambda *a, repeat, **k: seen.setdefault("end_to_end", repeat))
+    monkeypatch.setattr(benchmarks.dbt_build, "record_dbt_build", lambda *a, **k: None)
+
+    assert run.main(argv) == 0
+    assert seen == {"data_plane": stage_runs, "model_plane": stage_runs, "review_plane": stage_runs,
+                    "end_to_end": end_to_end_rounds}
