@@ -416,6 +416,77 @@ def test_audit_chain_detects_tampering(sqlite_store: ReviewStore, tampering: str
     assert joins is None or len(joins) == 2
 
 
+def _count_decoded_payloads(monkeypatch) -> list[int]:
+    """Count the entries whose stored payload text had to be decoded and re-encoded to verify."""
+    import aios_pipelines.review.audit as audit_module
+
+    decoded = []
+    slow = audit_module.entry_hash
+    monkeypatch.setattr(audit_module, "entry_hash", lambda prev, seq, *a: decoded.append(seq) or slow(prev, seq, *a))
+    return decoded
+
+
+def test_audit_payloads_are_stored_canonical_and_verified_as_stored(store: ReviewStore, monkeypatch):
+    import json
+
+    from aios_pipelines.review import audit as audit_module
+
+    case_id = one_case(store, applicant_summary={"name": "Zoë Ångström", "purpose": "car"})
+    store.decide(case_id, "ann", "decline", ["R07"], "Überprüft – Auskunft veraltet")
+    entries = store.audit_entries()
+    with store._read() as conn:
+        stored = [text for (text,) in conn.exec_driver_sql("SELECT CAST(payload AS TEXT) FROM audit_log ORDER BY seq")]
+    # what the store holds is the chain's canonical text (compact, sorted, UTF-8), entry by entry
+    assert stored == [audit_module.canonical_json(e["payload"]) for e in entries]
+    assert any("Überprüft" in text for text in stored)
+    decoded = _count_decoded_payloads(monkeypatch)
+    assert store.verify_audit_chain() == (True, None)
+    assert decoded == []  # every entry's stored text hashed as it is
+    assert json.loads(stored[-1]) == entries[-1]["payload"]
+
+
+def test_a_store_written_with_spaced_json_still_verifies(sqlite_store: ReviewStore, monkeypatch):
+    import json
+
+    case_id = one_case(sqlite_store)
+    sqlite_store.decide(case_id, "ann", "approve", note="Zoë checked")
+    entries = sqlite_store.audit_entries()
+    # the text an older store wrote (sorted keys, default separators, ASCII escapes)
+    _tamper(sqlite_store, "SELECT 1")  # drops the append-only triggers
+    with sqlite3.connect(sqlite_store.engine.url.database) as conn:
+        conn.executemany("UPDATE audit_log SET payload = ? WHERE seq = ?",
+                         [(json.dumps(e["payload"], sort_keys=True), e["seq"]) for e in entries])
+    decoded = _count_decoded_payloads(monkeypatch)
+    assert sqlite_store.verify_audit_chain() == (True, None)
+    assert decoded == [e["seq"] for e in entries]  # each decoded once, none refused
+    assert sqlite_store.audit_entries() == entries
+
+
+@pytest.mark.parametrize("edit", ["bytes_moved_from_entity_id", "not_json", "edited_text", "edited_time"])
+def test_stored_text_cannot_hide_an_edit(sqlite_store: ReviewStore, edit: str):
+    case_id = one_case(sqlite_store)
+    sqlite_store.decide(case_id, "ann", "approve")
+    target = 8  # the case's creation entry, after the 7 users
+    entry = sqlite_store.audit_entries()[target - 1]
+    assert entry["action"] == "case.created" and entry["entity_id"] == case_id
+    with sqlite3.connect(sqlite_store.engine.url.database) as conn:
+        text = conn.execute("SELECT payload FROM audit_log WHERE seq = ?", (target,)).fetchone()[0]
+    if edit == "bytes_moved_from_entity_id":
+        # the raw fields concatenate to the same characters: the entity id's last character
+        # moved to the front of the payload text
+        _tamper(sqlite_store, "UPDATE audit_log SET entity_id = ?, payload = ? WHERE seq = ?",
+                case_id[:-1], case_id[-1] + text, target)
+    elif edit == "not_json":
+        _tamper(sqlite_store, "UPDATE audit_log SET payload = ? WHERE seq = ?", text[:-1], target)
+    elif edit == "edited_text":
+        assert '"priority":"normal"' in text
+        _tamper(sqlite_store, "UPDATE audit_log SET payload = ? WHERE seq = ?",
+                text.replace('"priority":"normal"', '"priority":"high"'), target)
+    else:
+        _tamper(sqlite_store, "UPDATE audit_log SET at = '2026-06-01 08:59:59.000000' WHERE seq = ?", target)
+    assert sqlite_store.verify_audit_chain() == (False, target)
+
+
 def test_case_rows_from_scored_keeps_review_rows_only():
     policy = load_policy()
     scored = [
@@ -553,9 +624,8 @@ def test_reviewers_decide_published_cases_while_later_batches_are_still_publishi
 
 def test_the_copy_reads_events_and_cases_as_stored_equal_to_the_decoded_reads(store: ReviewStore):
     """The warehouse copy reads times as naive UTC and event details as the stored JSON text
-    (no decoding): each must equal the decoded read, the text in sorted-key form."""
-    import json
-
+    (no decoding): each must equal the decoded read, the text in canonical form."""
+    from aios_pipelines.review.audit import canonical_json
     from aios_pipelines.review.warehouse_copy import CASE_COPY_COLUMNS, EVENT_COPY_COLUMNS
 
     later = T0 + timedelta(hours=3, microseconds=250)
@@ -570,7 +640,7 @@ def test_the_copy_reads_events_and_cases_as_stored_equal_to_the_decoded_reads(st
     for row, event in zip(as_stored, decoded):
         values = dict(zip(EVENT_COPY_COLUMNS, row))
         assert values["at"].tzinfo is None and values["at"] == event["at"].astimezone(timezone.utc).replace(tzinfo=None)
-        assert values["details"] == json.dumps(event["details"], sort_keys=True)
+        assert values["details"] == canonical_json(event["details"])
         assert {k: values[k] for k in ("event_id", "case_id", "event_type", "actor")} == {
             k: event[k] for k in ("event_id", "case_id", "event_type", "actor")}
     assert [r[0] for r in store.event_columns(EVENT_COPY_COLUMNS, decoded[1]["event_id"], limit=2)] == [

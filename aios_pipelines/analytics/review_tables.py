@@ -59,7 +59,7 @@ REVIEW_EVENTS_SCHEMA: dict[str, pl.DataType] = {
     "event_type": pl.String(),
     "actor": pl.String(),
     "at": pl.Datetime("us"),
-    "details": pl.String(),  # JSON text as the review store holds it (keys sorted since 2026-11-27)
+    "details": pl.String(),  # JSON text as the review store holds it (canonical: sorted, compact)
 }
 
 # One row per online decision: the columns of the batch ``scored_applications`` (same names,

@@ -48,8 +48,34 @@ def entry_hash(prev_hash: str, seq: int, at: datetime, actor: str, action: str, 
     return hashlib.sha256((prev_hash + body).encode("utf-8")).hexdigest()
 
 
+def _recomputed_hash(prev_hash: str, row: Mapping[str, Any]) -> str | None:
+    """The hash ``row`` should carry after ``prev_hash``. ``payload`` may be the JSON text the
+    store holds: the store writes JSON columns in canonical form (``ReviewStore``'s serializer),
+    so the stored text is hashed as it is, and decoded only when that does not match (text
+    written another way: by an older store, by hand, by PostgreSQL's ``jsonb``). None when the
+    text is not JSON at all. The fast match cannot hide an edit: the hashed bytes are then the
+    original canonical body, and the fields before the payload are self-delimiting JSON, so no
+    bytes can move between them and the stored text."""
+    payload = row["payload"]
+    # '": ' is the key separator of spaced text (an older store's): decode it straight away
+    if isinstance(payload, str) and '": ' not in payload:
+        head = canonical_json([int(row["seq"]), _default(row["at"]), row["actor"], row["action"], row["entity"],
+                               row["entity_id"]])
+        digest = hashlib.sha256(f"{prev_hash}{head[:-1]},{payload}]".encode("utf-8")).hexdigest()
+        if digest == row["entry_hash"]:
+            return digest
+    if isinstance(payload, str):
+        try:
+            payload = json.loads(payload)
+        except ValueError:
+            return None
+    return entry_hash(prev_hash, int(row["seq"]), row["at"], row["actor"], row["action"], row["entity"],
+                      row["entity_id"], payload)
+
+
 def verify_entries(entries: Iterable[Mapping[str, Any]], start: tuple[int, str] | None = None) -> tuple[bool, int | None]:
     """Check entries read in ``seq`` order: numbering without gaps, links and hashes.
+    ``payload`` is the decoded object or the JSON text as stored.
 
     From the first entry by default; with ``start`` = (seq, entry_hash) of an entry verified
     earlier, ``entries`` are those after it and the first must link to that hash.
@@ -69,8 +95,7 @@ def verify_entries_to_head(
     expected_seq = last_seq + 1
     for row in entries:
         seq = int(row["seq"])
-        recomputed = entry_hash(prev, seq, row["at"], row["actor"], row["action"], row["entity"],
-                                row["entity_id"], row["payload"])
+        recomputed = _recomputed_hash(prev, row)
         if seq != expected_seq or row["prev_hash"] != prev or row["entry_hash"] != recomputed:
             return False, seq, (expected_seq - 1, prev)
         prev = row["entry_hash"]
