@@ -463,7 +463,12 @@ def _recorded_checkpoints(paths):
 
         from aios_pipelines.defs.instance import get_instance
 
-        records = get_instance(paths).fetch_materializations(dg.AssetKey("audit_checkpoint"), limit=100_000).records
+        instance = get_instance(paths)
+        records, cursor, more = [], None, True
+        while more:  # Dagster serves at most 10,000 event records per call
+            page = instance.fetch_materializations(dg.AssetKey("audit_checkpoint"), limit=10_000, cursor=cursor)
+            records.extend(page.records)
+            cursor, more = page.cursor, page.has_more
         for record in records:
             metadata = record.asset_materialization.metadata if record.asset_materialization else {}
             if "head_seq" in metadata and metadata.get("chain_verified") and metadata["chain_verified"].value:

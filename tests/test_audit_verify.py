@@ -115,3 +115,19 @@ def test_a_rewritten_chain_is_caught_by_the_checkpoint(store, aios_paths):
     assert store.verify_audit_chain() == (True, None)
     report = verify_audit(store, [Checkpoint(checkpoint["head_seq"], checkpoint["head_hash"], "yesterday")])
     assert not report.ok and "rewritten" in report.problems[0]
+
+
+def test_checkpoints_recorded_in_dagsters_event_log_are_read(aios_paths):
+    """`aios audit verify` reads the audit_checkpoint materializations page by page (Dagster
+    refuses more than 10,000 records per call)."""
+    import dagster as dg
+
+    from aios_pipelines.defs.instance import dagster_home, get_instance
+
+    instance = get_instance(aios_paths)
+    assert (dagster_home(aios_paths) / "history").exists()
+    for seq in (3, 7):
+        instance.report_runless_asset_event(dg.AssetMaterialization(
+            "audit_checkpoint", metadata={"head_seq": seq, "head_hash": f"h{seq}", "chain_verified": True}))
+    found = cli._recorded_checkpoints(aios_paths)
+    assert sorted((c.seq, c.head_hash) for c in found if c.source.startswith("dagster")) == [(3, "h3"), (7, "h7")]
