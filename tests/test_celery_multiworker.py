@@ -79,6 +79,11 @@ VOLATILE = re.compile(r"(_at|_time|timestamp|_as_of|_seconds|_minutes|run_id|_cu
 RUN_ACTOR = re.compile(r"dagster:[0-9a-f]{8}")
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?")
 FLOAT_TOLERANCE = 1e-9
+# The day a reviewer decided is the wall-clock day (UTC) of the decision, so the two worlds'
+# days differ when the suite crosses midnight. Tables that count per decision day are compared
+# with their counts summed over the day; the ratios of those counts are left to dbt's unit tests.
+DECISION_DAY = "decision_date"
+RATIO = re.compile(r"_rate$")
 WAREHOUSE_URL_ENV = "AIOS_WAREHOUSE_URL"
 
 
@@ -413,6 +418,45 @@ def _comparable(frame: pl.DataFrame, columns: list[str]) -> pl.DataFrame:
     return table.sort(table.columns, nulls_last=True) if table.width else table
 
 
+def _summed_over_decision_day(frame: pl.DataFrame) -> pl.DataFrame:
+    """A table without its decision day: one row per decision as it is; a count per day and
+    group summed over the days, its ratios and volatile figures dropped."""
+    if DECISION_DAY not in frame.columns:
+        return frame
+    rest = frame.drop(DECISION_DAY)
+    numbers = [c for c in rest.columns if rest[c].dtype.is_numeric()]
+    if not numbers or "decision_id" in rest.columns:
+        return rest
+    keys = [c for c in rest.columns if c not in numbers and not VOLATILE.search(c)]
+    counts = [c for c in numbers if not VOLATILE.search(c) and not RATIO.search(c)]
+    return rest.group_by(keys).agg([pl.col(c).sum() for c in counts])
+
+
+def test_a_run_that_crosses_midnight_compares_equal_and_a_changed_count_does_not():
+    before_midnight = pl.DataFrame({
+        DECISION_DAY: [date(2026, 11, 27)] * 3, "reviewer": ["ben", "cleo", "cleo"],
+        "policy_rule": ["review:grey_zone"] * 3, "verdicts": [1, 2, 1], "overrides": [1, 0, 0],
+        "override_rate": [1.0, 0.0, 0.0], "p50_hours": [0.1, 0.2, 0.3]})
+    # the same decisions, cleo's first two after midnight: three rows grouped differently
+    across_midnight = pl.DataFrame({
+        DECISION_DAY: [date(2026, 11, 27), date(2026, 11, 28), date(2026, 11, 28)],
+        "reviewer": ["ben", "cleo", "cleo"], "policy_rule": ["review:grey_zone"] * 3,
+        "verdicts": [1, 1, 2], "overrides": [1, 0, 0], "override_rate": [1.0, 0.0, 0.0],
+        "p50_hours": [0.4, 0.5, 0.6]})
+
+    def comparable(frame: pl.DataFrame) -> pl.DataFrame:
+        summed = _summed_over_decision_day(frame)
+        return _comparable(summed, summed.columns)
+
+    assert comparable(before_midnight).equals(comparable(across_midnight))
+    assert comparable(before_midnight).columns == ["reviewer", "policy_rule", "verdicts", "overrides"]
+    one_more_override = across_midnight.with_columns(overrides=pl.Series([1, 1, 0]))
+    assert not comparable(before_midnight).equals(comparable(one_more_override))
+    # one row per decision keeps its rows; only the day goes
+    per_decision = before_midnight.with_columns(decision_id=pl.Series(["d1", "d2", "d3"]))
+    assert _summed_over_decision_day(per_decision).height == 3
+
+
 def compare_worlds(embedded: AiosPaths, celery: AiosPaths, warehouse_url: str) -> tuple[dict[str, int], dict]:
     """Every table and view of the two warehouses: the same names, the same rows, the same
     values in every column but the volatile ones. Returns rows per table and the columns
@@ -425,6 +469,7 @@ def compare_worlds(embedded: AiosPaths, celery: AiosPaths, warehouse_url: str) -
     for name in sorted(names):
         a, b = left.read_table(name), right.read_table(name)
         rows[name] = a.height
+        a, b = _summed_over_decision_day(a), _summed_over_decision_day(b)
         if a.height != b.height:
             problems.append(f"{name}: {a.height} rows embedded, {b.height} on Celery")
             continue
