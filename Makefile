@@ -59,8 +59,11 @@ system-deps:
 	  fi; \
 	fi
 
+# Two pytest workers, one per core (TEST_WORKERS=0 runs in one process); each test module
+# stays on one worker, so its fixtures (a built dbt project, a PostgreSQL server) are made once.
+TEST_WORKERS ?= 2
 test: $(STAMP) bytecode system-deps dbt-manifest
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 dev: $(STAMP) bytecode dbt-manifest
 	$(BIN)/aios dev
