@@ -243,9 +243,9 @@ def test_marts_are_built_and_every_dbt_test_passes_as_an_asset_check(built):
     # the singular test that spans two models is a check on the model its meta names
     assert any(e.check_name == "assert_funnel_reconciles_with_scored_applications" for e in evaluations)
     # dbt's unit tests ran in the same build (a failing one would have failed it)
-    from aios_pipelines.defs.analytics.dbt_project import dbt_project
+    from aios_pipelines.defs.analytics.dbt_project import dbt_target_dir
 
-    (run_results,) = dbt_project.project_dir.joinpath("target").glob(
+    (run_results,) = dbt_target_dir().glob(
         f"analytics_dbt_models-{result.run_id[:7]}-*/run_results.json")
     unit_tests = {r["unique_id"].split(".")[-1]: r["status"] for r in json.loads(run_results.read_text())["results"]
                   if r["unique_id"].startswith("unit_test.")}

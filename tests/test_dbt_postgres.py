@@ -68,9 +68,9 @@ def dbt_models():
 
 
 def run_artifacts(result: dg.ExecuteInProcessResult) -> Path:
-    from aios_pipelines.defs.analytics.dbt_project import dbt_project
+    from aios_pipelines.defs.analytics.dbt_project import dbt_target_dir
 
-    (folder,) = dbt_project.project_dir.joinpath("target").glob(f"analytics_dbt_models-{result.run_id[:7]}-*")
+    (folder,) = dbt_target_dir().glob(f"analytics_dbt_models-{result.run_id[:7]}-*")
     return folder
 
 

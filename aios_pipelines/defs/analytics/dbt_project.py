@@ -34,6 +34,13 @@ os.environ.setdefault(WAREHOUSE_PATH_ENV, str(aios_paths().warehouse))
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR)
 
 
+def dbt_target_dir(project: DbtProject = dbt_project) -> Path:
+    """Where dagster-dbt puts each build's artifacts folder, and where one build leaves its
+    parse for the next: ``$DBT_TARGET_PATH`` (relative to the project), else ``target``."""
+    path = Path(os.environ.get("DBT_TARGET_PATH", "target"))
+    return path if path.is_absolute() else project.project_dir / path
+
+
 # what `dbt parse` reads (target/ and logs/ are what it writes)
 PROJECT_SOURCE_FOLDERS = ("models", "macros", "tests", "seeds", "snapshots", "analyses")
 PROJECT_SOURCE_FILES = ("dbt_project.yml", "profiles.yml", "packages.yml", "dependencies.yml")
